@@ -1,0 +1,221 @@
+"""The contact model: validation, normalisation to E.164, and its two wire forms.
+
+A producer hands us loose fields; `validate_contact` either returns a `Contact` whose number is
+E.164 and whose fields are exactly what Levers documents, or raises `ContactError` with a stable
+reason code. The same function runs in the producer (fail before enqueueing) and in the
+aggregate actor (messages can come from anywhere that speaks dramatiq).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import phonenumbers
+
+from worker.errors import ContactError
+
+MAX_NAME_LENGTH = 100
+MAX_METADATA_BYTES = 4096
+MAX_RAW_NUMBER_LENGTH = 64
+DEFAULT_TEMPLATE = "default"
+
+# Stable reason codes: metrics labels, `levers-admin status` and rejection records use them.
+UNPARSEABLE_NUMBER = "unparseable_number"
+INVALID_NUMBER = "invalid_number"
+INVALID_NAME = "invalid_name"
+INVALID_METADATA = "invalid_metadata"
+INVALID_PROMPT_TAGS = "invalid_prompt_tags"
+INVALID_TEMPLATE_ID = "invalid_template_id"
+INVALID_FIELD = "invalid_field"
+REJECT_REASONS = (
+    UNPARSEABLE_NUMBER,
+    INVALID_NUMBER,
+    INVALID_NAME,
+    INVALID_METADATA,
+    INVALID_PROMPT_TAGS,
+    INVALID_TEMPLATE_ID,
+    INVALID_FIELD,
+)
+
+# The fields a contact message may carry (snake_case, as the Python API names them).
+MESSAGE_FIELDS = frozenset(
+    {
+        "number",
+        "first_name",
+        "last_name",
+        "metadata",
+        "prompt_tags",
+        "template_id",
+        "update_existing",
+        "region",
+        "dedupe_key",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Contact:
+    number: str  # E.164
+    first_name: str | None = None
+    last_name: str | None = None
+    metadata: Mapping[str, Any] | None = None
+    prompt_tags: Mapping[str, str] | None = None
+    template_id: str | None = None  # canonical lower-case UUID, None for the account default
+    update_existing: bool = False
+    dedupe_key: str | None = None
+
+    @property
+    def batch_key(self) -> str:
+        """Contacts may share a request only when both request-level fields agree."""
+        return batch_key(self.template_id, self.update_existing)
+
+    def to_message(self) -> dict[str, Any]:
+        """The dramatiq message payload (validated again on the worker side)."""
+        payload: dict[str, Any] = {"number": self.number}
+        for name in ("first_name", "last_name", "template_id", "dedupe_key"):
+            value = getattr(self, name)
+            if value is not None:
+                payload[name] = value
+        if self.metadata is not None:
+            payload["metadata"] = dict(self.metadata)
+        if self.prompt_tags is not None:
+            payload["prompt_tags"] = dict(self.prompt_tags)
+        if self.update_existing:
+            payload["update_existing"] = True
+        return payload
+
+    def to_levers(self) -> dict[str, Any]:
+        """One entry of the bulk request's `contacts`, with Levers' field names only."""
+        entry: dict[str, Any] = {"numberToCall": self.number}
+        if self.first_name is not None:
+            entry["firstName"] = self.first_name
+        if self.last_name is not None:
+            entry["lastName"] = self.last_name
+        if self.metadata is not None:
+            entry["metadata"] = dict(self.metadata)
+        if self.prompt_tags is not None:
+            entry["promptTags"] = dict(self.prompt_tags)
+        return entry
+
+
+def batch_key(template_id: str | None, update_existing: bool) -> str:
+    return f"{template_id or DEFAULT_TEMPLATE}:{int(update_existing)}"
+
+
+def parse_batch_key(key: str) -> tuple[str | None, bool]:
+    """Inverse of `batch_key`: (template id or None for the default, updateExisting)."""
+    template, _, flag = key.rpartition(":")
+    return (None if template == DEFAULT_TEMPLATE else template), flag == "1"
+
+
+def mask_number(number: str) -> str:
+    """`+966501234567` -> `+96650*****67`: enough to tell numbers apart in logs, not to dial."""
+    if len(number) <= 7:
+        return "*" * len(number)
+    return number[:6] + "*" * (len(number) - 8) + number[-2:]
+
+
+def normalise_number(raw: object, region: str | None = None) -> str:
+    """Return the E.164 form of `raw`, parsing national formats in `region` when given."""
+    if not isinstance(raw, str) or not raw.strip():
+        raise ContactError(UNPARSEABLE_NUMBER, "the phone number must be a non-empty string")
+    text = raw.strip()
+    if len(text) > MAX_RAW_NUMBER_LENGTH:
+        raise ContactError(UNPARSEABLE_NUMBER, "the phone number is too long to be one")
+    if not text.startswith("+") and region is None:
+        raise ContactError(
+            UNPARSEABLE_NUMBER,
+            "the phone number is not in +E.164 form and no region was given "
+            "(pass region= or set LEVERS_DEFAULT_REGION)",
+        )
+    try:
+        parsed = phonenumbers.parse(text, None if text.startswith("+") else region)
+    except phonenumbers.NumberParseException as exc:
+        raise ContactError(UNPARSEABLE_NUMBER, f"the phone number cannot be parsed: {exc}") from exc
+    if not phonenumbers.is_valid_number(parsed):
+        raise ContactError(INVALID_NUMBER, "the phone number is not a valid number")
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def validate_contact(fields: Mapping[str, Any], default_region: str | None = None) -> Contact:
+    """Check and normalise one contact given in the Python API's field names."""
+    unknown = set(fields) - MESSAGE_FIELDS
+    if unknown:
+        raise ContactError(INVALID_FIELD, f"unknown contact fields: {', '.join(sorted(unknown))}")
+    region = fields.get("region")
+    if region is not None and (
+        not isinstance(region, str) or region.upper() not in phonenumbers.SUPPORTED_REGIONS
+    ):
+        raise ContactError(UNPARSEABLE_NUMBER, "region must be a region code such as SA or US")
+    number = normalise_number(fields.get("number"), region.upper() if region else default_region)
+    update_existing = fields.get("update_existing", False)
+    if not isinstance(update_existing, bool):
+        raise ContactError(INVALID_FIELD, "update_existing must be true or false")
+    dedupe_key = fields.get("dedupe_key")
+    if dedupe_key is not None and (not isinstance(dedupe_key, str) or not 0 < len(dedupe_key) <= 200):
+        raise ContactError(INVALID_FIELD, "dedupe_key must be a string of 1 to 200 characters")
+    return Contact(
+        number=number,
+        first_name=_name(fields.get("first_name"), "first_name"),
+        last_name=_name(fields.get("last_name"), "last_name"),
+        metadata=_metadata(fields.get("metadata")),
+        prompt_tags=_prompt_tags(fields.get("prompt_tags")),
+        template_id=_template_id(fields.get("template_id")),
+        update_existing=update_existing,
+        dedupe_key=dedupe_key,
+    )
+
+
+def _name(value: object, field: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ContactError(INVALID_NAME, f"{field} must be a string")
+    value = value.strip()
+    if len(value) > MAX_NAME_LENGTH:
+        raise ContactError(INVALID_NAME, f"{field} is over {MAX_NAME_LENGTH} characters")
+    return value or None
+
+
+def _metadata(value: object) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ContactError(INVALID_METADATA, "metadata must be a JSON object")
+    try:
+        size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+    except (TypeError, ValueError) as exc:
+        raise ContactError(INVALID_METADATA, f"metadata is not JSON-serialisable: {exc}") from exc
+    if size > MAX_METADATA_BYTES:
+        raise ContactError(
+            INVALID_METADATA, f"metadata is {size} bytes serialised, over {MAX_METADATA_BYTES}"
+        )
+    return value
+
+
+def _prompt_tags(value: object) -> dict[str, str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ContactError(INVALID_PROMPT_TAGS, "prompt_tags must be an object of strings")
+    for key, tag in value.items():
+        if not isinstance(key, str) or not isinstance(tag, str):
+            raise ContactError(
+                INVALID_PROMPT_TAGS, f"prompt_tags[{key!r}] must be a string (Levers takes strings only)"
+            )
+    return value
+
+
+def _template_id(value: object) -> str | None:
+    if value is None or value == DEFAULT_TEMPLATE:
+        return None
+    if not isinstance(value, str):
+        raise ContactError(INVALID_TEMPLATE_ID, "template_id must be a UUID string")
+    try:
+        return str(uuid.UUID(value))
+    except ValueError as exc:
+        raise ContactError(INVALID_TEMPLATE_ID, f"template_id {value!r} is not a UUID") from exc

@@ -1,0 +1,56 @@
+"""Errors raised by levers-batcher.
+
+    LeversBatcherError
+    ├── SettingsError          bad environment; lists every bad variable at once
+    ├── ContactError           a contact failed validation; carries a reason code
+    └── LeversAPIError         a call to the Levers API failed; carries the request and response
+        ├── LeversAuthError    no token could be had (bad credentials, auth endpoint down)
+        └── LeversTransportError  no answer: connect/read failure; `written` says if it was sent
+"""
+
+from __future__ import annotations
+
+import httpx
+
+
+class LeversBatcherError(Exception):
+    """Root of every error this package raises on purpose."""
+
+
+class SettingsError(LeversBatcherError):
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid configuration:\n  " + "\n  ".join(problems))
+
+
+class ContactError(LeversBatcherError):
+    """`reason` is a stable machine-readable code; the message is for people."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        self.reason = reason
+        super().__init__(message)
+
+
+class LeversAPIError(LeversBatcherError):
+    def __init__(
+        self,
+        message: str,
+        *,
+        request: httpx.Request | None = None,
+        response: httpx.Response | None = None,
+    ) -> None:
+        self.request = request
+        self.response = response
+        super().__init__(message)
+
+
+class LeversAuthError(LeversAPIError):
+    pass
+
+
+class LeversTransportError(LeversAPIError):
+    """The request got no answer. `written` is False only when it surely never left us."""
+
+    def __init__(self, message: str, *, written: bool, request: httpx.Request | None = None) -> None:
+        self.written = written
+        super().__init__(message, request=request)

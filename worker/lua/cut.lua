@@ -1,0 +1,38 @@
+-- Shared by append.lua and cut_due.lua (prepended to each when registered).
+--
+-- cut(pending, order, deadlines, record, inflight, stats, batch_key, batch_id,
+--     now_ms, max_size, max_wait_ms, requeue_ms, trigger)
+--
+-- Moves the oldest `max_size` contacts of one batch key out of its pending hash into a new
+-- batch record in state "cut", adds the batch to the inflight set (the outbox: due for a
+-- reaper look at now + requeue_ms) and moves or clears the key's deadline.
+-- Returns the number of contacts cut (0 when the buffer was empty).
+local function cut(pending, order, deadlines, record, inflight, stats, batch_key, batch_id,
+                   now_ms, max_size, max_wait_ms, requeue_ms, trigger)
+  local members = redis.call('ZRANGE', order, 0, max_size - 1)
+  local n = #members
+  if n == 0 then
+    redis.call('ZREM', deadlines, batch_key)
+    return 0
+  end
+  local values = {}
+  for i = 1, n do
+    values[i] = redis.call('HGET', pending, members[i])
+    redis.call('HDEL', pending, members[i])
+  end
+  redis.call('ZREMRANGEBYRANK', order, 0, n - 1)
+  redis.call('HSET', record,
+    'key', batch_key, 'state', 'cut', 'contacts', '[' .. table.concat(values, ',') .. ']',
+    'size', n, 'trigger', trigger, 'created_ms', now_ms, 'updated_ms', now_ms, 'attempts', 0)
+  redis.call('ZADD', inflight, now_ms + requeue_ms, batch_id)
+  -- The next oldest contact (if any) sets the new deadline.
+  local oldest = redis.call('ZRANGE', order, 0, 0, 'WITHSCORES')
+  if #oldest == 0 then
+    redis.call('ZREM', deadlines, batch_key)
+  else
+    redis.call('ZADD', deadlines, tonumber(oldest[2]) + max_wait_ms, batch_key)
+  end
+  redis.call('HINCRBY', stats, 'batches_cut_' .. trigger, 1)
+  redis.call('HINCRBY', stats, 'contacts_cut', n)
+  return n
+end

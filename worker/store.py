@@ -1,0 +1,313 @@
+"""The batching store: pending buffers, deadlines and batch records in Redis.
+
+All state changes go through the Lua scripts in `lua/` so that concurrent workers on any
+number of hosts see one consistent buffer per batch key. Time comes from an injected clock
+(seconds, like `time.time`) and is passed to Lua, so tests move a fake clock instead of
+sleeping. No batching state lives in process memory.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, Literal
+
+import redis
+
+from worker.contacts import Contact
+from worker.keys import Keys
+
+Clock = Callable[[], float]
+AppendStatus = Literal["appended", "merged", "duplicate", "redelivered"]
+ClaimVerdict = Literal["claimed", "unknown", "busy", "sent", "dead", "missing"]
+Outcome = Literal["sent", "retry", "dead"]
+
+
+def load_script(client: redis.Redis, name: str, *, with_cut: bool = False) -> Any:
+    text = resources.files("worker").joinpath("lua", f"{name}.lua").read_text("utf-8")
+    if with_cut:
+        text = resources.files("worker").joinpath("lua", "cut.lua").read_text("utf-8") + text
+    return client.register_script(text)
+
+
+def new_batch_id() -> str:
+    return uuid.uuid4().hex
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    batch_max_size: int = 100
+    batch_max_wait_seconds: float = 2.0
+    dedupe_window_seconds: int = 3600
+    message_marker_seconds: int = 86400
+    # A cut batch whose send message is not on the queue by then is queued by a reaper.
+    outbox_grace_seconds: float = 15.0
+    # A queued batch not claimed by then gets a fresh send message (a lost delayed message).
+    requeue_after_seconds: float = 300.0
+    send_lease_seconds: float = 120.0
+    batch_retention_seconds: int = 7 * 86400
+    rejects_kept: int = 10_000
+
+
+@dataclass(frozen=True)
+class AppendResult:
+    status: AppendStatus
+    batch_id: str | None  # set when this append filled the batch and cut it
+    cut_size: int
+
+
+@dataclass(frozen=True)
+class Claim:
+    verdict: ClaimVerdict
+    batch_key: str = ""
+    contacts: tuple[tuple[str, dict[str, Any]], ...] = ()  # (contact id, Levers entry)
+    attempts: int = 0
+
+
+@dataclass(frozen=True)
+class KeyStatus:
+    batch_key: str
+    pending: int
+    oldest_age_seconds: float
+
+
+class BatchStore:
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        config: StoreConfig,
+        clock: Clock = time.time,
+    ) -> None:
+        self.client = client
+        self.keys = keys
+        self.config = config
+        self.clock = clock
+        self._append = load_script(client, "append", with_cut=True)
+        self._cut_due = load_script(client, "cut_due", with_cut=True)
+        self._queued = load_script(client, "queued")
+        self._claim = load_script(client, "claim")
+        self._finish = load_script(client, "finish")
+        self._reap = load_script(client, "reap")
+
+    def _now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    # -- aggregation ---------------------------------------------------------------------
+
+    def append(self, contact: Contact, contact_id: str) -> AppendResult:
+        """Add a validated contact; `contact_id` is the dramatiq message id (stable on redelivery)."""
+        key = contact.batch_key
+        token = f"k:{contact.dedupe_key}" if contact.dedupe_key else f"n:{contact.number}"
+        batch_id = new_batch_id()
+        stored = json.dumps([contact_id, contact.to_levers()], separators=(",", ":"))
+        status, cut_size = self._append(
+            keys=[
+                self.keys.pending(key),
+                self.keys.order(key),
+                self.keys.deadlines,
+                self.keys.batch(batch_id),
+                self.keys.inflight,
+                self.keys.stats,
+                self.keys.message(contact_id),
+                self.keys.dedupe(key, token),
+            ],
+            args=[
+                self._now_ms(),
+                key,
+                contact.number,
+                stored,
+                contact_id,
+                self.config.batch_max_size,
+                int(self.config.batch_max_wait_seconds * 1000),
+                self.config.dedupe_window_seconds,
+                self.config.message_marker_seconds,
+                batch_id,
+                int(self.config.outbox_grace_seconds * 1000),
+            ],
+        )
+        cut = int(cut_size)
+        return AppendResult(_text(status), batch_id if cut else None, cut)  # type: ignore[arg-type]
+
+    def due_keys(self, limit: int = 100) -> list[str]:
+        """Batch keys whose deadline has passed, oldest first."""
+        raw = self.client.zrangebyscore(self.keys.deadlines, "-inf", self._now_ms(), 0, limit)
+        return [_text(k) for k in raw]
+
+    def next_deadline(self) -> float | None:
+        """The earliest deadline in seconds (clock time), or None when nothing is pending."""
+        first = self.client.zrange(self.keys.deadlines, 0, 0, withscores=True)
+        return float(first[0][1]) / 1000 if first else None
+
+    def cut_due(self, batch_key: str) -> tuple[str, int] | None:
+        """Cut one overdue batch of `batch_key`; None when it was not due (any more)."""
+        batch_id = new_batch_id()
+        size = int(
+            self._cut_due(
+                keys=[
+                    self.keys.pending(batch_key),
+                    self.keys.order(batch_key),
+                    self.keys.deadlines,
+                    self.keys.batch(batch_id),
+                    self.keys.inflight,
+                    self.keys.stats,
+                ],
+                args=[
+                    self._now_ms(),
+                    batch_key,
+                    batch_id,
+                    self.config.batch_max_size,
+                    int(self.config.batch_max_wait_seconds * 1000),
+                    int(self.config.outbox_grace_seconds * 1000),
+                ],
+            )
+        )
+        return (batch_id, size) if size else None
+
+    def record_reject(self, reason: str, message: str, payload: Any, contact_id: str) -> None:
+        record = json.dumps(
+            {
+                "contact_id": contact_id,
+                "reason": reason,
+                "message": message,
+                "payload": payload,
+                "at": self.clock(),
+            },
+            separators=(",", ":"),
+            default=str,
+        )
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hincrby(self.keys.stats, f"rejected_{reason}", 1)
+        pipe.lpush(self.keys.rejects, record)
+        pipe.ltrim(self.keys.rejects, 0, self.config.rejects_kept - 1)
+        pipe.execute()
+
+    # -- batch lifecycle -------------------------------------------------------------------
+
+    def mark_queued(self, batch_id: str) -> bool:
+        return bool(
+            self._queued(
+                keys=[self.keys.batch(batch_id), self.keys.inflight],
+                args=[self._now_ms(), batch_id, int(self.config.requeue_after_seconds * 1000)],
+            )
+        )
+
+    def claim(self, batch_id: str, owner: str, *, resend_unknown: bool = False) -> Claim:
+        verdict, key, contacts, attempts = self._claim(
+            keys=[self.keys.batch(batch_id), self.keys.inflight],
+            args=[
+                self._now_ms(),
+                batch_id,
+                int(self.config.send_lease_seconds * 1000),
+                owner,
+                int(resend_unknown),
+            ],
+        )
+        verdict = _text(verdict)
+        if verdict not in ("claimed", "unknown"):
+            return Claim(verdict)
+        entries = tuple((cid, entry) for cid, entry in json.loads(contacts))
+        return Claim(verdict, _text(key), entries, int(attempts))
+
+    def finish(
+        self,
+        batch_id: str,
+        owner: str,
+        outcome: Outcome,
+        *,
+        status: int | None = None,
+        detail: str = "",
+        retry_at: float | None = None,
+        sent: int = 0,
+        dead_letters: Sequence[tuple[str, dict[str, Any]]] = (),
+    ) -> bool:
+        """Record an attempt's outcome. `owner=""` finishes a batch whose lease ran out."""
+        retry_ms = int((retry_at or self.clock()) * 1000) + int(
+            self.config.requeue_after_seconds * 1000
+        )
+        args: list[Any] = [
+            self._now_ms(),
+            batch_id,
+            owner,
+            outcome,
+            "" if status is None else status,
+            detail,
+            self.config.batch_retention_seconds,
+            retry_ms,
+            sent,
+        ]
+        for dl_id, record in dead_letters:
+            args += [dl_id, json.dumps(record, separators=(",", ":"))]
+        return bool(
+            self._finish(
+                keys=[
+                    self.keys.batch(batch_id),
+                    self.keys.inflight,
+                    self.keys.stats,
+                    self.keys.dead,
+                    self.keys.dead_index,
+                ],
+                args=args,
+            )
+        )
+
+    def reap(self, limit: int = 100) -> list[str]:
+        """Batch ids that need a (new) send message: lost messages, long waits, dead leases."""
+        due = self.client.zrangebyscore(self.keys.inflight, "-inf", self._now_ms(), 0, limit)
+        to_send = []
+        for raw in due:
+            batch_id = _text(raw)
+            action = self._reap(
+                keys=[self.keys.batch(batch_id), self.keys.inflight],
+                args=[self._now_ms(), batch_id, int(self.config.requeue_after_seconds * 1000)],
+            )
+            if _text(action) == "send":
+                to_send.append(batch_id)
+        return to_send
+
+    # -- inspection ----------------------------------------------------------------------
+
+    def batch(self, batch_id: str) -> dict[str, str]:
+        raw = self.client.hgetall(self.keys.batch(batch_id))
+        return {_text(k): _text(v) for k, v in raw.items()}
+
+    def pending_status(self) -> list[KeyStatus]:
+        now = self.clock()
+        result = []
+        for key in sorted(self._pending_keys()):
+            order = self.keys.order(key)
+            pipe = self.client.pipeline(transaction=False)
+            pipe.zcard(order)
+            pipe.zrange(order, 0, 0, withscores=True)
+            count, oldest = pipe.execute()
+            if count:
+                age = max(0.0, now - float(oldest[0][1]) / 1000)
+                result.append(KeyStatus(key, int(count), age))
+        return result
+
+    def _pending_keys(self) -> Iterable[str]:
+        prefix = self.keys.order("")
+        for raw in self.client.scan_iter(match=prefix + "*", count=500):
+            yield _text(raw)[len(prefix) :]
+
+    def inflight_states(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        ids = [_text(i) for i in self.client.zrange(self.keys.inflight, 0, -1)]
+        pipe = self.client.pipeline(transaction=False)
+        for batch_id in ids:
+            pipe.hget(self.keys.batch(batch_id), "state")
+        for state in pipe.execute():
+            name = _text(state) if state else "missing"
+            counts[name] = counts.get(name, 0) + 1
+        return counts
+
+    def stats(self) -> dict[str, int]:
+        return {_text(k): int(v) for k, v in self.client.hgetall(self.keys.stats).items()}
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
