@@ -22,6 +22,8 @@ MAX_NAME_LENGTH = 100
 MAX_METADATA_BYTES = 4096
 MAX_RAW_NUMBER_LENGTH = 64
 DEFAULT_TEMPLATE = "default"
+# The worker adds {"batch_id", "contact_id"} under this metadata key of every contact sent.
+RESERVED_METADATA_KEY = "levers_batcher"
 
 # Stable reason codes: metrics labels, `levers-admin status` and rejection records use them.
 UNPARSEABLE_NUMBER = "unparseable_number"
@@ -156,7 +158,9 @@ def validate_contact(fields: Mapping[str, Any], default_region: str | None = Non
     if not isinstance(update_existing, bool):
         raise ContactError(INVALID_FIELD, "update_existing must be true or false")
     dedupe_key = fields.get("dedupe_key")
-    if dedupe_key is not None and (not isinstance(dedupe_key, str) or not 0 < len(dedupe_key) <= 200):
+    if dedupe_key is not None and (
+        not isinstance(dedupe_key, str) or not 0 < len(dedupe_key) <= 200
+    ):
         raise ContactError(INVALID_FIELD, "dedupe_key must be a string of 1 to 200 characters")
     return Contact(
         number=number,
@@ -186,6 +190,10 @@ def _metadata(value: object) -> dict[str, Any] | None:
         return None
     if not isinstance(value, dict):
         raise ContactError(INVALID_METADATA, "metadata must be a JSON object")
+    if RESERVED_METADATA_KEY in value:
+        raise ContactError(
+            INVALID_METADATA, f"metadata key {RESERVED_METADATA_KEY!r} is reserved for correlation"
+        )
     try:
         size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
     except (TypeError, ValueError) as exc:
@@ -205,7 +213,8 @@ def _prompt_tags(value: object) -> dict[str, str] | None:
     for key, tag in value.items():
         if not isinstance(key, str) or not isinstance(tag, str):
             raise ContactError(
-                INVALID_PROMPT_TAGS, f"prompt_tags[{key!r}] must be a string (Levers takes strings only)"
+                INVALID_PROMPT_TAGS,
+                f"prompt_tags[{key!r}] must be a string (Levers takes strings only)",
             )
     return value
 

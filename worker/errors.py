@@ -1,11 +1,11 @@
 """Errors raised by levers-batcher.
 
-    LeversBatcherError
-    ├── SettingsError          bad environment; lists every bad variable at once
-    ├── ContactError           a contact failed validation; carries a reason code
-    └── LeversAPIError         a call to the Levers API failed; carries the request and response
-        ├── LeversAuthError    no token could be had (bad credentials, auth endpoint down)
-        └── LeversTransportError  no answer: connect/read failure; `written` says if it was sent
+LeversBatcherError
+├── SettingsError          bad environment; lists every bad variable at once
+├── ContactError           a contact failed validation; carries a reason code
+└── LeversAPIError         a call to the Levers API failed; carries the request and response
+    ├── LeversAuthError    no token could be had (bad credentials, auth endpoint down)
+    └── LeversTransportError  no answer: connect/read failure; `written` says if it was sent
 """
 
 from __future__ import annotations
@@ -51,6 +51,8 @@ class LeversAuthError(LeversAPIError):
 class LeversTransportError(LeversAPIError):
     """The request got no answer. `written` is False only when it surely never left us."""
 
-    def __init__(self, message: str, *, written: bool, request: httpx.Request | None = None) -> None:
+    def __init__(
+        self, message: str, *, written: bool, request: httpx.Request | None = None
+    ) -> None:
         self.written = written
         super().__init__(message, request=request)

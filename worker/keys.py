@@ -87,7 +87,7 @@ class Keys:
 
     @property
     def dead(self) -> str:
-        """Hash dead-letter id -> record JSON: contacts that will not be sent without an operator."""
+        """Hash dead-letter id -> record JSON: contacts not sent without an operator."""
         return f"{self.namespace}:dead"
 
     @property

@@ -47,12 +47,18 @@ class Settings:
     max_send_retries: int = 8
     # How long a `sending` claim is trusted before the batch is treated as an unknown outcome.
     send_lease_seconds: float = 120.0
+    # Resend a batch whose request may have reached Levers (unknown outcome) instead of
+    # dead-lettering it: for accounts that prefer a possible duplicate call to a missed one.
+    resend_unknown: bool = False
     # Sent batch records are kept this long for `levers-admin` and reconciliation.
     batch_retention_seconds: int = 7 * 86400
     # dramatiq: how often an idle consumer polls Redis, ms. Bounds the pickup latency (G3).
     worker_timeout_ms: int = 100
     # dramatiq: a worker silent for this long is presumed dead and its messages requeued, ms.
     heartbeat_timeout_ms: int = 60_000
+    # dramatiq: per million broker commands, how many run the maintenance that requeues a dead
+    # worker's messages (dramatiq's default is 1000).
+    maintenance_chance: int = 10_000
     log_level: str = "INFO"
 
     @classmethod
@@ -67,7 +73,9 @@ class Settings:
             "client_id": reader.optional("LEVERS_CLIENT_ID"),
             "client_secret": reader.secret("LEVERS_CLIENT_SECRET"),
             "api_token": reader.secret("LEVERS_API_TOKEN"),
-            "batch_max_size": reader.integer("LEVERS_BATCH_MAX_SIZE", cls.batch_max_size, 1, 10_000),
+            "batch_max_size": reader.integer(
+                "LEVERS_BATCH_MAX_SIZE", cls.batch_max_size, 1, 10_000
+            ),
             "batch_max_wait_seconds": reader.number(
                 "LEVERS_BATCH_MAX_WAIT_SECONDS", cls.batch_max_wait_seconds, 0.05, 86_400
             ),
@@ -94,6 +102,7 @@ class Settings:
             "send_lease_seconds": reader.number(
                 "LEVERS_SEND_LEASE_SECONDS", cls.send_lease_seconds, 1, 86_400
             ),
+            "resend_unknown": reader.boolean("LEVERS_RESEND_UNKNOWN", cls.resend_unknown),
             "batch_retention_seconds": reader.integer(
                 "LEVERS_BATCH_RETENTION_SECONDS", cls.batch_retention_seconds, 60, 365 * 86400
             ),
@@ -102,6 +111,9 @@ class Settings:
             ),
             "heartbeat_timeout_ms": reader.integer(
                 "LEVERS_HEARTBEAT_TIMEOUT_MS", cls.heartbeat_timeout_ms, 1_000, 3_600_000
+            ),
+            "maintenance_chance": reader.integer(
+                "LEVERS_MAINTENANCE_CHANCE", cls.maintenance_chance, 1, 1_000_000
             ),
             "log_level": reader.text("LEVERS_LOG_LEVEL", cls.log_level, check=_log_level).upper(),
         }
@@ -127,7 +139,9 @@ class _Reader:
             return None
         return value.strip()
 
-    def text(self, name: str, default: str, check: Callable[[str], str | None] | None = None) -> str:
+    def text(
+        self, name: str, default: str, check: Callable[[str], str | None] | None = None
+    ) -> str:
         value = self._raw(name)
         if value is None:
             return default

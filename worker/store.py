@@ -27,7 +27,7 @@ ClaimVerdict = Literal["claimed", "unknown", "busy", "sent", "dead", "missing"]
 Outcome = Literal["sent", "retry", "dead"]
 
 
-def load_script(client: redis.Redis, name: str, *, with_cut: bool = False) -> Any:
+def load_script(client: redis.Redis[bytes], name: str, *, with_cut: bool = False) -> Any:
     text = resources.files("worker").joinpath("lua", f"{name}.lua").read_text("utf-8")
     if with_cut:
         text = resources.files("worker").joinpath("lua", "cut.lua").read_text("utf-8") + text
@@ -78,7 +78,7 @@ class KeyStatus:
 class BatchStore:
     def __init__(
         self,
-        client: redis.Redis,
+        client: redis.Redis[bytes],
         keys: Keys,
         config: StoreConfig,
         clock: Clock = time.time,
@@ -100,7 +100,7 @@ class BatchStore:
     # -- aggregation ---------------------------------------------------------------------
 
     def append(self, contact: Contact, contact_id: str) -> AppendResult:
-        """Add a validated contact; `contact_id` is the dramatiq message id (stable on redelivery)."""
+        """Add a validated contact; `contact_id` is the dramatiq message id (kept on redelivery)."""
         key = contact.batch_key
         token = f"k:{contact.dedupe_key}" if contact.dedupe_key else f"n:{contact.number}"
         batch_id = new_batch_id()
@@ -207,11 +207,11 @@ class BatchStore:
                 int(resend_unknown),
             ],
         )
-        verdict = _text(verdict)
-        if verdict not in ("claimed", "unknown"):
-            return Claim(verdict)
+        name: ClaimVerdict = _text(verdict)  # type: ignore[assignment]
+        if name not in ("claimed", "unknown"):
+            return Claim(name)
         entries = tuple((cid, entry) for cid, entry in json.loads(contacts))
-        return Claim(verdict, _text(key), entries, int(attempts))
+        return Claim(name, _text(key), entries, int(attempts))
 
     def finish(
         self,
