@@ -1,0 +1,59 @@
+-- acquire.lua: reserve the earliest time a request of `cost` contacts may leave, across
+-- every replica, under two sliding-window limits and a shared pause.
+--
+-- KEYS[1] request log   zset {ns}:rate:requests   member "<id>" -> reserved time (ms)
+-- KEYS[2] contact log   zset {ns}:rate:contacts   member "<id>:<cost>" -> reserved time (ms)
+-- KEYS[3] pause         string {ns}:pause         time (ms) until which nobody sends (429)
+--
+-- ARGV[1] now_ms  ARGV[2] reservation id  ARGV[3] cost (contacts)
+-- ARGV[4] request limit per window  ARGV[5] request window ms
+-- ARGV[6] contact limit per window (0 = off)  ARGV[7] contact window ms
+--
+-- Returns the reserved time in ms (>= now). The caller waits until then and sends; the
+-- reservation stands even if it does not send, so every window holds at most its limit.
+--
+-- Each log keeps reservations in time order. A new one goes no earlier than the last
+-- (first come, first served) and no earlier than the time the oldest entries have left
+-- the window far enough for `cost` more to fit.
+local now_ms = tonumber(ARGV[1])
+local cost = tonumber(ARGV[3])
+
+local function earliest(log, limit, window, weight)
+  redis.call('ZREMRANGEBYSCORE', log, '-inf', now_ms - window)
+  local entries = redis.call('ZRANGE', log, 0, -1, 'WITHSCORES')
+  local t = now_ms
+  local n = #entries / 2
+  if n == 0 then
+    return t
+  end
+  t = math.max(t, tonumber(entries[2 * n]))
+  -- Walk from the newest entry back, summing costs, until the window would overflow:
+  -- the entry that overflows it must have left the window by then.
+  local used = cost
+  for i = n, 1, -1 do
+    used = used + weight(entries[2 * i - 1])
+    if used > limit then
+      return math.max(t, tonumber(entries[2 * i]) + window)
+    end
+  end
+  return t
+end
+
+local function one(_) return 1 end
+local function contacts(member) return tonumber(string.match(member, ':(%d+)$')) end
+
+local at = earliest(KEYS[1], tonumber(ARGV[4]), tonumber(ARGV[5]), one)
+local contact_limit = tonumber(ARGV[6])
+if contact_limit > 0 then
+  at = math.max(at, earliest(KEYS[2], contact_limit, tonumber(ARGV[7]), contacts))
+end
+local paused = tonumber(redis.call('GET', KEYS[3]) or '0')
+at = math.max(at, paused)
+
+redis.call('ZADD', KEYS[1], at, ARGV[2])
+redis.call('PEXPIRE', KEYS[1], at - now_ms + tonumber(ARGV[5]) + 1000)
+if contact_limit > 0 then
+  redis.call('ZADD', KEYS[2], at, ARGV[2] .. ':' .. cost)
+  redis.call('PEXPIRE', KEYS[2], at - now_ms + tonumber(ARGV[7]) + 1000)
+end
+return at

@@ -1,0 +1,83 @@
+"""Prometheus metrics of the worker, created against an explicit registry.
+
+In a worker process `PROMETHEUS_MULTIPROC_DIR` is set (by `levers-worker`, before any
+prometheus_client import) so every process writes its values to files in one directory and the
+supervisor's endpoint adds them up. Labels stay bounded: outcome, reason, trigger, status class;
+never a phone number or a template id.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+BATCH_SIZE_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000)
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+def status_class(status: int | None) -> str:
+    if status is None:
+        return "error"
+    if status == 429:
+        return "429"
+    return f"{status // 100}xx"
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.contacts = Counter(
+            "levers_contacts",
+            "Contact messages handled by the aggregator, by outcome "
+            "(appended, merged, duplicate, redelivered, rejected).",
+            ["outcome"],
+            registry=r,
+        )
+        self.rejected = Counter(
+            "levers_contacts_rejected",
+            "Contacts rejected by validation, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.batches_cut = Counter(
+            "levers_batches_cut", "Batches cut, by trigger (size, time).", ["trigger"], registry=r
+        )
+        self.batch_size = Histogram(
+            "levers_batch_size_contacts",
+            "Contacts per cut batch.",
+            buckets=BATCH_SIZE_BUCKETS,
+            registry=r,
+        )
+        self.requests = Counter(
+            "levers_requests",
+            "Bulk requests to Levers, by status class (2xx, 4xx, 429, 5xx, error).",
+            ["status_class"],
+            registry=r,
+        )
+        self.request_seconds = Histogram(
+            "levers_request_duration_seconds",
+            "Latency of bulk requests to Levers.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.contacts_sent = Counter(
+            "levers_contacts_sent", "Contacts in requests Levers accepted.", registry=r
+        )
+        self.dead_letters = Counter(
+            "levers_dead_letters",
+            "Contacts moved to dead letters, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.retries = Counter(
+            "levers_send_retries",
+            "Send attempts scheduled again, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.rate_wait = Histogram(
+            "levers_rate_limit_wait_seconds",
+            "Time a send waited for the global pacer.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )

@@ -1,0 +1,93 @@
+"""The global pacer: one request budget shared through Redis by every worker on every host.
+
+Rules (G4 of the design):
+
+* requests: spaced at least `1 / LEVERS_MAX_REQUESTS_PER_SECOND` apart, so no 1 s window ever
+  holds more than the limit and Levers sees a smooth stream, not bursts at window edges;
+* contacts: no 60 s window holds more than `LEVERS_MAX_CONTACTS_PER_MINUTE` (a batch of n
+  contacts spends n);
+* a 429 pauses every sender until its `Retry-After`.
+
+A timeline at 5 requests/s: three workers ask at 12:00:00.000, .010 and .020; they are given
+.000, .200 and .400 and each sleeps until its time. A 429 at .450 with `Retry-After: 2` moves
+every later reservation to 12:00:02.450 or after.
+
+A caller that is given a later time *waits* for it (`Pacer.acquire` sleeps): a limit never
+fails a send or burns a retry.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import redis
+
+from worker.keys import Keys
+from worker.store import Clock, load_script
+
+
+@dataclass(frozen=True)
+class Limits:
+    requests_per_second: float = 5.0
+    contacts_per_minute: int = 0  # 0 = no limit
+
+
+class Pacer:
+    def __init__(
+        self,
+        client: redis.Redis[bytes],
+        keys: Keys,
+        limits: Limits,
+        clock: Clock = time.time,
+        sleep: Callable[[float], object] | None = None,
+    ) -> None:
+        self.keys = keys
+        self.limits = limits
+        self.clock = clock
+        self._sleep = sleep or threading.Event().wait
+        self._client = client
+        self._acquire = load_script(client, "acquire")
+        self._pause = load_script(client, "pause")
+
+    def reserve(self, cost: int) -> float:
+        """Reserve a send time for a request of `cost` contacts; returns it (clock seconds)."""
+        now_ms = int(self.clock() * 1000)
+        at_ms = self._acquire(
+            keys=[self.keys.rate, self.keys.contact_rate, self.keys.pause],
+            args=[
+                now_ms,
+                uuid.uuid4().hex,
+                cost,
+                1,
+                max(1, round(1000 / self.limits.requests_per_second)),
+                self.limits.contacts_per_minute,
+                60_000,
+            ],
+        )
+        return int(at_ms) / 1000
+
+    def acquire(self, cost: int) -> float:
+        """Wait until a request of `cost` contacts may leave; returns the seconds waited."""
+        waited = 0.0
+        while True:
+            delay = self.reserve(cost) - self.clock()
+            if delay > 0:
+                self._sleep(delay)
+                waited += delay
+            # A 429 elsewhere while we slept moves everyone back: take a new place.
+            if self.paused_for() <= 0:
+                return waited
+
+    def pause(self, seconds: float) -> float:
+        """Pause every sender for `seconds` from now (extends, never shortens)."""
+        now_ms = int(self.clock() * 1000)
+        until = self._pause(keys=[self.keys.pause], args=[now_ms, now_ms + int(seconds * 1000)])
+        return int(until) / 1000
+
+    def paused_for(self) -> float:
+        raw = self._client.get(self.keys.pause)
+        return max(0.0, int(raw) / 1000 - self.clock()) if raw else 0.0
