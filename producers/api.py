@@ -1,0 +1,121 @@
+"""The producer: validate contacts and put them on the contacts queue.
+
+`Producer` is explicit (settings and broker passed in); the module functions use one default
+producer built from the environment on first use, never at import.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from dramatiq.brokers.redis import RedisBroker
+
+from worker.broker import build_broker, contact_message, enqueue_pipelined
+from worker.contacts import validate_contact
+from worker.errors import ContactError
+from worker.settings import Settings
+
+# Contacts per Redis round trip in enqueue_contacts.
+PIPELINE_SIZE = 500
+
+
+@dataclass(frozen=True)
+class Rejection:
+    index: int
+    reason: str
+    message: str
+
+
+@dataclass
+class EnqueueResult:
+    accepted: list[tuple[int, str]] = field(default_factory=list)  # (row index, contact id)
+    rejected: list[Rejection] = field(default_factory=list)
+
+
+class Producer:
+    def __init__(self, settings: Settings, broker: RedisBroker | None = None) -> None:
+        self.settings = settings
+        self.broker = broker or build_broker(settings)
+
+    def enqueue_contact(
+        self,
+        number: str,
+        *,
+        first_name: str | None = None,
+        last_name: str | None = None,
+        template_id: str | None = None,
+        update_existing: bool = False,
+        metadata: Mapping[str, Any] | None = None,
+        prompt_tags: Mapping[str, str] | None = None,
+        region: str | None = None,
+        dedupe_key: str | None = None,
+    ) -> str:
+        """Validate and enqueue one contact; returns its contact id. Raises ContactError."""
+        row = {
+            "number": number,
+            "first_name": first_name,
+            "last_name": last_name,
+            "template_id": template_id,
+            "update_existing": update_existing,
+            "metadata": dict(metadata) if metadata is not None else None,
+            "prompt_tags": dict(prompt_tags) if prompt_tags is not None else None,
+            "region": region,
+            "dedupe_key": dedupe_key,
+        }
+        contact = validate_contact(_present(row), self.settings.default_region)
+        message = self.broker.enqueue(contact_message(contact.to_message()))
+        return str(message.message_id)
+
+    def enqueue_contacts(self, rows: Iterable[Mapping[str, Any]]) -> EnqueueResult:
+        """Validate every row, enqueue the valid ones PIPELINE_SIZE per round trip."""
+        result = EnqueueResult()
+        chunk: list[tuple[int, Any]] = []
+        for index, row in enumerate(rows):
+            try:
+                contact = validate_contact(_present(row), self.settings.default_region)
+            except ContactError as exc:
+                result.rejected.append(Rejection(index, exc.reason, str(exc)))
+                continue
+            chunk.append((index, contact_message(contact.to_message())))
+            if len(chunk) >= PIPELINE_SIZE:
+                self._flush(chunk, result)
+        self._flush(chunk, result)
+        return result
+
+    def _flush(self, chunk: list[tuple[int, Any]], result: EnqueueResult) -> None:
+        if chunk:
+            enqueue_pipelined(self.broker, (message for _, message in chunk))
+            result.accepted.extend((index, str(message.message_id)) for index, message in chunk)
+            chunk.clear()
+
+    def close(self) -> None:
+        self.broker.close()
+
+
+def _present(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if v is not None}
+
+
+_default: Producer | None = None
+_default_lock = threading.Lock()
+
+
+def default_producer() -> Producer:
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = Producer(Settings.from_env())
+        return _default
+
+
+def enqueue_contact(number: str, **fields: Any) -> str:
+    """`Producer.enqueue_contact` on the producer configured from the environment."""
+    return default_producer().enqueue_contact(number, **fields)
+
+
+def enqueue_contacts(rows: Iterable[Mapping[str, Any]]) -> EnqueueResult:
+    """`Producer.enqueue_contacts` on the producer configured from the environment."""
+    return default_producer().enqueue_contacts(rows)

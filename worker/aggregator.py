@@ -1,0 +1,137 @@
+"""The aggregator (one contact message at a time) and the flusher (cuts batches by age).
+
+Both are plain objects that the dramatiq actors and the worker process call; tests build them
+directly. `enqueue_batch` is how a cut batch reaches the send queue: it puts a send message on
+the queue and then marks the batch `queued`. If the process dies in between, the batch stays in
+the inflight outbox and the flusher's reaper queues it again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from worker.contacts import validate_contact
+from worker.errors import ContactError
+from worker.metrics import Metrics
+from worker.store import AppendResult, BatchStore, Clock
+
+log = logging.getLogger("levers.aggregator")
+
+EnqueueBatch = Callable[[str], None]
+
+
+class Aggregator:
+    def __init__(
+        self,
+        store: BatchStore,
+        enqueue_batch: EnqueueBatch,
+        metrics: Metrics,
+        default_region: str | None = None,
+    ) -> None:
+        self.store = store
+        self.enqueue_batch = enqueue_batch
+        self.metrics = metrics
+        self.default_region = default_region
+
+    def handle(self, payload: Any, contact_id: str) -> AppendResult | None:
+        """Validate and append one contact; None when it was rejected (and recorded)."""
+        try:
+            if not isinstance(payload, Mapping):
+                raise ContactError("invalid_field", "a contact message must carry an object")
+            contact = validate_contact(payload, self.default_region)
+        except ContactError as exc:
+            self.store.record_reject(exc.reason, str(exc), payload, contact_id)
+            self.metrics.contacts.labels("rejected").inc()
+            self.metrics.rejected.labels(exc.reason).inc()
+            log.warning("contact rejected", extra={"contact_id": contact_id, "reason": exc.reason})
+            return None
+        result = self.store.append(contact, contact_id)
+        self.metrics.contacts.labels(result.status).inc()
+        if result.batch_id is not None:
+            self.metrics.batches_cut.labels("size").inc()
+            self.metrics.batch_size.observe(result.cut_size)
+            self.enqueue_batch(result.batch_id)
+        return result
+
+
+class Flusher:
+    """Cuts batches whose oldest contact has waited long enough, and requeues stranded ones.
+
+    Every worker process runs one; they race harmlessly because each cut is one Lua call that
+    checks the deadline again. This is what makes G3 hold when the worker that appended a
+    contact was killed: any live worker cuts its batch on time.
+    """
+
+    def __init__(
+        self,
+        store: BatchStore,
+        enqueue_batch: EnqueueBatch,
+        metrics: Metrics,
+        *,
+        poll_seconds: float = 0.05,
+        reap_every_seconds: float = 1.0,
+        clock: Clock = time.time,
+    ) -> None:
+        self.store = store
+        self.enqueue_batch = enqueue_batch
+        self.metrics = metrics
+        self.poll_seconds = poll_seconds
+        self.reap_every_seconds = reap_every_seconds
+        self.clock = clock
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._next_reap = 0.0
+
+    def cut_due(self) -> int:
+        """Cut every overdue batch now; returns how many were cut."""
+        cut = 0
+        for key in self.store.due_keys():
+            while (result := self.store.cut_due(key)) is not None:
+                batch_id, size = result
+                self.metrics.batches_cut.labels("time").inc()
+                self.metrics.batch_size.observe(size)
+                self.enqueue_batch(batch_id)
+                cut += 1
+        return cut
+
+    def reap(self) -> int:
+        ids = self.store.reap()
+        for batch_id in ids:
+            log.warning("requeueing stranded batch", extra={"batch_id": batch_id})
+            self.enqueue_batch(batch_id)
+        return len(ids)
+
+    def run_once(self) -> None:
+        self.cut_due()
+        if self.clock() >= self._next_reap:
+            self._next_reap = self.clock() + self.reap_every_seconds
+            self.reap()
+
+    def _wait_seconds(self) -> float:
+        deadline = self.store.next_deadline()
+        if deadline is None:
+            return self.poll_seconds
+        return min(self.poll_seconds, max(0.005, deadline - self.clock()))
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.run_once()
+                wait = self._wait_seconds()
+            except Exception:  # keep the thread alive through Redis blips; log each one
+                log.exception("flusher pass failed; retrying")
+                wait = 1.0
+            self._stop.wait(wait)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="levers-flusher", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)

@@ -1,0 +1,213 @@
+"""Console scripts: `levers-worker` (process supervisor + metrics endpoint) and `levers-admin`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+from worker import logs
+from worker.errors import LeversBatcherError
+from worker.settings import Settings
+
+log = logging.getLogger("levers.worker")
+
+
+# -- levers-worker -------------------------------------------------------------------------
+
+
+def prepare_metrics_dir(port: int) -> Path:
+    """One multiprocess directory for dramatiq's metrics and ours, emptied before start:
+    stale files from a previous run would otherwise be added into the new counts."""
+    configured = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    path = (
+        Path(configured) if configured else Path(tempfile.gettempdir()) / f"levers-metrics-{port}"
+    )
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
+    os.environ["dramatiq_prom_db"] = str(path)  # noqa: SIM112 (dramatiq reads this name)
+    return path
+
+
+def start_metrics_server(port: int) -> None:
+    # Imported here, after PROMETHEUS_MULTIPROC_DIR is set: prometheus_client reads it on import.
+    from prometheus_client import CollectorRegistry, multiprocess, start_http_server
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    start_http_server(port, registry=registry)
+
+
+class Supervisor:
+    """Runs N worker processes; exits non-zero if one dies, so systemd or Kubernetes notice."""
+
+    def __init__(self, processes: int, threads: int) -> None:
+        self.processes = processes
+        self.threads = threads
+        self.children: list[subprocess.Popen[bytes]] = []
+        self.stopping = threading.Event()
+        self.signals = 0
+
+    def spawn(self) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "worker.process", "--threads", str(self.threads)]
+        )
+
+    def on_signal(self, signum: int, _frame: Any) -> None:
+        self.signals += 1
+        self.stopping.set()
+        # First signal: graceful (finish requests in flight). Second: stop at once.
+        sig = signal.SIGTERM if self.signals == 1 else signal.SIGKILL
+        for child in self.children:
+            if child.poll() is None:
+                child.send_signal(sig)
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self.on_signal)
+        signal.signal(signal.SIGINT, self.on_signal)
+        self.children = [self.spawn() for _ in range(self.processes)]
+        log.info(
+            "levers-worker started",
+            extra={
+                "processes": self.processes,
+                "threads": self.threads,
+                "pids": ",".join(str(c.pid) for c in self.children),
+            },
+        )
+        while True:
+            for child in self.children:
+                code = child.poll()
+                if code is not None and not self.stopping.is_set():
+                    log.error("worker process died", extra={"pid": child.pid, "code": code})
+                    self.on_signal(signal.SIGTERM, None)
+            if all(child.poll() is not None for child in self.children):
+                break
+            self.stopping.wait(0.2)
+        codes = [child.returncode for child in self.children]
+        clean = self.signals > 0 and all(code == 0 for code in codes)
+        return 0 if clean else 1
+
+
+def worker_main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="levers-worker", description="Run levers-batcher worker processes."
+    )
+    parser.add_argument("--processes", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--threads", type=int, default=8)
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except LeversBatcherError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    if not settings.has_credentials:
+        print(
+            "invalid configuration:\n  set LEVERS_API_TOKEN, or LEVERS_CLIENT_ID and "
+            "LEVERS_CLIENT_SECRET (or their *_FILE variants)",
+            file=sys.stderr,
+        )
+        return 2
+    logs.configure(settings.log_level)
+    prepare_metrics_dir(settings.metrics_port)
+    if settings.metrics_port:
+        start_metrics_server(settings.metrics_port)
+    return Supervisor(max(1, args.processes), max(1, args.threads)).run()
+
+
+# -- levers-admin --------------------------------------------------------------------------
+
+
+def _store(settings: Settings) -> Any:
+    import redis
+
+    from worker.actors import store_config
+    from worker.keys import Keys
+    from worker.store import BatchStore
+
+    client = redis.Redis.from_url(settings.redis_url)
+    return BatchStore(client, Keys(settings.namespace), store_config(settings))
+
+
+def status_report(settings: Settings) -> dict[str, Any]:
+    store = _store(settings)
+    return {
+        "namespace": settings.namespace,
+        "pending": [
+            {
+                "batch_key": s.batch_key,
+                "contacts": s.pending,
+                "oldest_age_seconds": round(s.oldest_age_seconds, 3),
+            }
+            for s in store.pending_status()
+        ],
+        "batches_in_flight": store.inflight_states(),
+        "totals": store.stats(),
+        "dead_letters": store.client.zcard(store.keys.dead_index),
+    }
+
+
+def print_status(report: dict[str, Any]) -> None:
+    print(f"namespace: {report['namespace']}")
+    print("pending contacts by batch key:")
+    if not report["pending"]:
+        print("  (none)")
+    for row in report["pending"]:
+        age = row["oldest_age_seconds"]
+        print(f"  {row['batch_key']:<45} {row['contacts']:>7}  oldest {age:.1f}s")
+    inflight = report["batches_in_flight"]
+    print(
+        "batches in flight: " + (", ".join(f"{k}={v}" for k, v in sorted(inflight.items())) or "0")
+    )
+    totals = report["totals"]
+    rejected = {k[len("rejected_") :]: v for k, v in totals.items() if k.startswith("rejected_")}
+    print("totals:")
+    for name in (
+        "contacts_appended",
+        "contacts_merged",
+        "contacts_duplicate",
+        "batches_cut_size",
+        "batches_cut_time",
+        "batches_sent",
+        "contacts_sent",
+        "contacts_dead",
+    ):
+        print(f"  {name:<22} {totals.get(name, 0)}")
+    print("rejected: " + (", ".join(f"{k}={v}" for k, v in sorted(rejected.items())) or "0"))
+    print(f"dead letters held: {report['dead_letters']}")
+
+
+def admin_main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="levers-admin", description="Inspect levers-batcher state."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    status = sub.add_parser("status", help="pending contacts, batches in flight, totals")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except LeversBatcherError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    if args.command == "status":
+        report = status_report(settings)
+        if args.json:
+            print(json.dumps(report, indent=2))
+        else:
+            print_status(report)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(worker_main())
