@@ -119,7 +119,7 @@ class TokenProvider:
             return now + UNKNOWN_LIFETIME_SECONDS
         lifetime = exp - now
         # Short-lived tokens are refreshed at half life rather than a fixed margin.
-        return now + max(0.0, min(lifetime - REFRESH_MARGIN_SECONDS, lifetime / 2))
+        return now + max(0.0, lifetime - REFRESH_MARGIN_SECONDS, lifetime / 2)
 
 
 def bulk_body(

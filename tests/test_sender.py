@@ -1,0 +1,210 @@
+"""The sender's outcome handling: real Redis for state, an injected transport for Levers."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable
+
+import httpx
+import pytest
+import redis
+
+from tests.conftest import FakeClock
+from worker.contacts import Contact
+from worker.keys import Keys
+from worker.levers import AUTH_PATH, LeversClient
+from worker.metrics import Metrics
+from worker.ratelimit import Limits, Pacer
+from worker.sender import (
+    CORRELATION_KEY,
+    REJECTED_BY_LEVERS,
+    RETRIES_EXHAUSTED,
+    UNKNOWN_OUTCOME,
+    RetryPolicy,
+    Sender,
+    parse_retry_after,
+)
+from worker.store import BatchStore, StoreConfig
+
+TEMPLATE = "0b6f3f4e-6a43-4a5e-9e59-7f3b3c1d2a10"
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+class Harness:
+    def __init__(self, client: redis.Redis, clock: FakeClock, handler: Handler) -> None:
+        self.clock = clock
+        self.bodies: list[dict[str, object]] = []
+
+        def recording(request: httpx.Request) -> httpx.Response:
+            if request.url.path == AUTH_PATH:
+                return httpx.Response(200, json={"access_token": "opaque"})
+            self.bodies.append(json.loads(request.content))
+            return handler(request)
+
+        keys = Keys("s")
+        self.store = BatchStore(client, keys, StoreConfig(batch_max_size=3), clock)
+        self.slept: list[float] = []
+
+        def sleep(seconds: float) -> None:
+            self.slept.append(seconds)
+            clock.advance(seconds)
+
+        self.pacer = Pacer(client, keys, Limits(requests_per_second=5), clock, sleep=sleep)
+        self.metrics = Metrics()
+        levers = LeversClient(
+            "https://levers.test",
+            client_id="id",
+            client_secret="secret",
+            transport=httpx.MockTransport(recording),
+            clock=clock,
+        )
+        self.sender = Sender(
+            self.store,
+            self.pacer,
+            levers,
+            self.metrics,
+            RetryPolicy(max_retries=2),
+            clock=clock,
+            rng=random.Random(7),
+        )
+
+    def cut_batch(self, size: int = 3, **fields: object) -> str:
+        result = None
+        for i in range(size):
+            contact = Contact(number=f"+96650123{i:04d}", metadata={"crm": i}, **fields)  # type: ignore[arg-type]
+            result = self.store.append(contact, f"msg-{i}")
+        assert result is not None and result.batch_id is not None
+        return result.batch_id
+
+    def dead_letters(self) -> list[dict[str, object]]:
+        raw = self.store.client.hgetall(self.store.keys.dead)
+        return [json.loads(v) for v in raw.values()]
+
+
+def answer(status: int, **headers: str) -> Handler:
+    return lambda request: httpx.Response(status, headers=headers, json={})
+
+
+def test_2xx_marks_batch_sent_with_documented_body(
+    redis_client: redis.Redis, clock: FakeClock
+) -> None:
+    h = Harness(redis_client, clock, answer(201))
+    batch_id = h.cut_batch(template_id=TEMPLATE, update_existing=True)
+    assert h.sender.send(batch_id).outcome == "sent"
+    [body] = h.bodies
+    assert body["aiSettingsTemplateId"] == TEMPLATE and body["updateExisting"] is True
+    contacts = body["contacts"]
+    assert isinstance(contacts, list) and len(contacts) == 3
+    assert contacts[0]["metadata"] == {
+        "crm": 0,
+        CORRELATION_KEY: {"batch_id": batch_id, "contact_id": "msg-0"},
+    }
+    assert h.store.batch(batch_id)["state"] == "sent"
+    # A redelivered send message for a sent batch does nothing.
+    assert h.sender.send(batch_id).outcome == "skipped"
+    assert len(h.bodies) == 1
+
+
+@pytest.mark.parametrize("status", [429, 502, 503, 504])
+def test_retryable_status_schedules_retry_honouring_retry_after(
+    redis_client: redis.Redis, clock: FakeClock, status: int
+) -> None:
+    h = Harness(redis_client, clock, answer(status, **{"Retry-After": "7"}))
+    batch_id = h.cut_batch()
+    result = h.sender.send(batch_id)
+    assert result.outcome == "retry"
+    assert result.retry_in >= 7
+    assert h.store.batch(batch_id)["state"] == "queued"
+
+
+def test_429_pauses_every_sender(redis_client: redis.Redis, clock: FakeClock) -> None:
+    h = Harness(redis_client, clock, answer(429, **{"Retry-After": "2"}))
+    h.sender.send(h.cut_batch())
+    assert h.pacer.paused_for() == pytest.approx(2.0)
+    reserved = h.pacer.reserve(1)
+    assert reserved >= clock() + 2.0
+
+
+def test_retries_exhausted_go_to_dead_letters(redis_client: redis.Redis, clock: FakeClock) -> None:
+    h = Harness(redis_client, clock, answer(503))
+    batch_id = h.cut_batch()
+    outcomes = [h.sender.send(batch_id).outcome for _ in range(3)]
+    assert outcomes == ["retry", "retry", "dead"]
+    letters = h.dead_letters()
+    assert len(letters) == 3
+    assert {letter["reason"] for letter in letters} == {RETRIES_EXHAUSTED}
+    assert {letter["attempts"] for letter in letters} == {3}
+
+
+def test_dropped_connection_after_sending_is_unknown_outcome_not_resent(
+    redis_client: redis.Redis, clock: FakeClock
+) -> None:
+    def drop(request: httpx.Request) -> httpx.Response:
+        raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
+
+    h = Harness(redis_client, clock, drop)
+    batch_id = h.cut_batch()
+    assert h.sender.send(batch_id).outcome == "dead"
+    assert {letter["reason"] for letter in h.dead_letters()} == {UNKNOWN_OUTCOME}
+    assert h.sender.send(batch_id).outcome == "skipped"
+    assert len(h.bodies) == 1
+
+
+def test_connect_error_is_retried(redis_client: redis.Redis, clock: FakeClock) -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused")
+
+    h = Harness(redis_client, clock, refuse)
+    assert h.sender.send(h.cut_batch()).outcome == "retry"
+
+
+def test_other_4xx_dead_letters_with_status_and_body(
+    redis_client: redis.Redis, clock: FakeClock
+) -> None:
+    h = Harness(redis_client, clock, lambda r: httpx.Response(400, json={"detail": "bad template"}))
+    h.sender.send(h.cut_batch())
+    letters = h.dead_letters()
+    assert {letter["reason"] for letter in letters} == {REJECTED_BY_LEVERS}
+    assert {letter["status"] for letter in letters} == {400}
+    assert "bad template" in str(letters[0]["detail"])
+
+
+def test_attempt_that_died_in_flight_is_unknown_outcome(
+    redis_client: redis.Redis, clock: FakeClock
+) -> None:
+    h = Harness(redis_client, clock, answer(201))
+    batch_id = h.cut_batch()
+    # A worker claimed it and was killed before recording the answer.
+    assert h.store.claim(batch_id, "killed-worker").verdict == "claimed"
+    assert h.sender.send(batch_id).outcome == "skipped"  # lease still held
+    clock.advance(h.store.config.send_lease_seconds)
+    assert h.sender.send(batch_id).outcome == "dead"
+    assert {letter["reason"] for letter in h.dead_letters()} == {UNKNOWN_OUTCOME}
+    assert h.bodies == []
+
+
+def test_pacer_spaces_requests_across_senders(redis_client: redis.Redis, clock: FakeClock) -> None:
+    pacer = Pacer(redis_client, Keys("p"), Limits(requests_per_second=5), clock)
+    times = [pacer.reserve(1) - clock() for _ in range(6)]
+    assert times == pytest.approx([0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
+
+
+def test_pacer_contact_window_holds_at_most_the_limit(
+    redis_client: redis.Redis, clock: FakeClock
+) -> None:
+    pacer = Pacer(
+        redis_client, Keys("p"), Limits(requests_per_second=1000, contacts_per_minute=250), clock
+    )
+    times = [pacer.reserve(100) - clock() for _ in range(4)]
+    # 100 + 100 fit in the first minute; the third must wait for the first to leave the window.
+    assert times[0] == 0 and times[1] == pytest.approx(0.001, abs=1e-6)
+    assert times[2] == pytest.approx(60.0, abs=1e-6)
+    assert times[3] == pytest.approx(60.001, abs=1e-6)
+
+
+def test_parse_retry_after_seconds_and_http_date() -> None:
+    assert parse_retry_after("3", 0) == 3
+    assert parse_retry_after("Wed, 21 Oct 2026 07:28:00 GMT", 1792567670.0) == pytest.approx(10)
+    assert parse_retry_after("soon", 0) is None
+    assert parse_retry_after(None, 0) is None
