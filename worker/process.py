@@ -46,7 +46,6 @@ def run(settings: Settings, threads: int, *, dramatiq_metrics: bool = True) -> i
     log.info("worker process stopping")
     runtime.flusher.stop()
     worker.stop()
-    broker.emit_before("process_stop")
     broker.close()
     return 0
 

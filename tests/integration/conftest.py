@@ -1,0 +1,88 @@
+"""Fixtures for the integration tests: the sandbox over HTTP, real worker processes."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from producers.api import Producer
+from tests.servers import RedisServer, free_port
+from tests.workers import WorkerProcess
+from worker.actors import store_config
+from worker.keys import Keys
+from worker.sandbox import Sandbox, SandboxConfig
+from worker.settings import Settings
+from worker.store import BatchStore
+
+CLIENT_ID = "it-client"
+CLIENT_SECRET = "it-secret-value"
+
+
+@pytest.fixture
+def sandbox() -> Iterator[Sandbox]:
+    with Sandbox(SandboxConfig(client_id=CLIENT_ID, client_secret=CLIENT_SECRET)) as server:
+        yield server
+
+
+@pytest.fixture
+def worker_env(
+    redis_server: RedisServer, sandbox: Sandbox, redis_client: redis.Redis, tmp_path: Path
+) -> dict[str, str]:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LEVERS_", "PROMETHEUS_"))}
+    env.update(
+        {
+            "REDIS_URL": redis_server.url,
+            "LEVERS_NAMESPACE": f"it-{uuid.uuid4().hex[:8]}",
+            "LEVERS_BASE_URL": sandbox.url,
+            "LEVERS_CLIENT_ID": CLIENT_ID,
+            "LEVERS_CLIENT_SECRET": CLIENT_SECRET,
+            "LEVERS_BATCH_MAX_SIZE": "100",
+            "LEVERS_BATCH_MAX_WAIT_SECONDS": "1",
+            "LEVERS_MAX_REQUESTS_PER_SECOND": "200",
+            "LEVERS_METRICS_PORT": str(free_port()),
+            "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
+        }
+    )
+    return env
+
+
+@pytest.fixture
+def settings(worker_env: dict[str, str]) -> Settings:
+    return Settings.from_env(worker_env)
+
+
+@pytest.fixture
+def producer(settings: Settings) -> Iterator[Producer]:
+    producer = Producer(settings)
+    yield producer
+    producer.close()
+
+
+@pytest.fixture
+def store(settings: Settings, redis_client: redis.Redis) -> BatchStore:
+    return BatchStore(redis_client, Keys(settings.namespace), store_config(settings))
+
+
+@pytest.fixture
+def start_worker(
+    worker_env: dict[str, str], tmp_path: Path
+) -> Iterator[Callable[..., WorkerProcess]]:
+    started: list[WorkerProcess] = []
+
+    def start(processes: int = 1, threads: int = 4, **env: str) -> WorkerProcess:
+        merged = {**worker_env, **env}
+        worker = WorkerProcess(
+            merged, tmp_path / f"worker-{len(started)}.log", processes, threads
+        ).start()
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.ensure_dead()
