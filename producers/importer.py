@@ -47,7 +47,8 @@ def normalise_row(raw: dict[str, Any], from_csv: bool) -> dict[str, Any]:
     for name, value in raw.items():
         if name is None:
             raise RowError("the row has more cells than the header")
-        if from_csv and value == "":
+        # csv.DictReader fills the cells a short row lacks with None: same as empty cells.
+        if from_csv and value in ("", None):
             continue
         if name.startswith("tag:"):
             tags[name[4:]] = value
@@ -67,10 +68,12 @@ def normalise_row(raw: dict[str, Any], from_csv: bool) -> dict[str, Any]:
             if flag.lower() not in _TRUE | _FALSE:
                 raise RowError(f"update_existing {flag!r} is not true/false")
             row["update_existing"] = flag.lower() in _TRUE
-    if tags:
-        row["prompt_tags"] = {**(row.get("prompt_tags") or {}), **tags}
-    if meta:
-        row["metadata"] = {**(row.get("metadata") or {}), **meta}
+    for field, extra in (("prompt_tags", tags), ("metadata", meta)):
+        if extra:
+            base = row.get(field) or {}
+            if not isinstance(base, dict):
+                raise RowError(f"{field} must be an object to add columns to it")
+            row[field] = {**base, **extra}
     return row
 
 

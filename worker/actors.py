@@ -65,7 +65,7 @@ class Runtime:
         client: LeversClient | None = None,
         clock: Clock = time.time,
     ) -> Runtime:
-        redis_client: redis.Redis[bytes] = broker.client
+        redis_client: redis.Redis = broker.client
         keys = Keys(settings.namespace)
         store = BatchStore(redis_client, keys, store_config(settings), clock)
         pacer = Pacer(

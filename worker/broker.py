@@ -29,7 +29,7 @@ SEND_ACTOR = "levers_send_batch"
 def build_broker(
     settings: Settings,
     *,
-    client: redis.Redis[bytes] | None = None,
+    client: redis.Redis | None = None,
     middleware: Sequence[Middleware] = (),
 ) -> RedisBroker:
     keys = Keys(settings.namespace)

@@ -115,10 +115,14 @@ def parse_batch_key(key: str) -> tuple[str | None, bool]:
 
 
 def mask_number(number: str) -> str:
-    """`+966501234567` -> `+96650*****67`: enough to tell numbers apart in logs, not to dial."""
-    if len(number) <= 7:
+    """`+966501234567` -> `+96650*****67`: enough to tell numbers apart in logs, not to dial.
+
+    Short numbers keep a shorter prefix, so at least three digits are always hidden.
+    """
+    if len(number) <= 5:
         return "*" * len(number)
-    return number[:6] + "*" * (len(number) - 8) + number[-2:]
+    prefix = min(6, len(number) - 5)
+    return number[:prefix] + "*" * (len(number) - prefix - 2) + number[-2:]
 
 
 def normalise_number(raw: object, region: str | None = None) -> str:
@@ -128,6 +132,7 @@ def normalise_number(raw: object, region: str | None = None) -> str:
     text = raw.strip()
     if len(text) > MAX_RAW_NUMBER_LENGTH:
         raise ContactError(UNPARSEABLE_NUMBER, "the phone number is too long to be one")
+    region = region.upper() if region else None
     if not text.startswith("+") and region is None:
         raise ContactError(
             UNPARSEABLE_NUMBER,
@@ -195,7 +200,9 @@ def _metadata(value: object) -> dict[str, Any] | None:
             INVALID_METADATA, f"metadata key {RESERVED_METADATA_KEY!r} is reserved for correlation"
         )
     try:
-        size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+        # allow_nan=False: NaN and Infinity are not JSON, and the request body must be.
+        encoded = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        size = len(encoded.encode())
     except (TypeError, ValueError) as exc:
         raise ContactError(INVALID_METADATA, f"metadata is not JSON-serialisable: {exc}") from exc
     if size > MAX_METADATA_BYTES:

@@ -24,9 +24,12 @@ from typing import Any
 import redis
 
 from producers.api import Producer
+from worker.actors import store_config
 from worker.contacts import batch_key
+from worker.keys import Keys
 from worker.sandbox import Sandbox, SandboxConfig
 from worker.settings import Settings
+from worker.store import BatchStore
 
 TEMPLATES = [None, "0b6f3f4e-6a43-4a5e-9e59-7f3b3c1d2a10", "9c1d2e3f-4a5b-4c6d-8e7f-a0b1c2d3e4f5"]
 CONTACTS = 1000
@@ -55,8 +58,19 @@ class OwnRedis:
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.dir)],
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.dir),
+            ],
             stdout=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 10
@@ -72,7 +86,7 @@ class OwnRedis:
 
 
 def sample_rows() -> list[dict[str, Any]]:
-    rows = []
+    rows: list[dict[str, Any]] = []
     for i in range(CONTACTS):
         rows.append(
             {
@@ -96,8 +110,10 @@ def run() -> int:
     own_redis = None
     if not reachable(url):
         if shutil.which("redis-server") is None:
-            print(f"levers demo: no Redis answers at {url} and redis-server is not installed; "
-                  "install it (apt-get install redis-server) or set REDIS_URL.")
+            print(
+                f"levers demo: no Redis answers at {url} and redis-server is not installed; "
+                "install it (apt-get install redis-server) or set REDIS_URL."
+            )
             return 1
         own_redis = OwnRedis()
         url = own_redis.url
@@ -114,9 +130,11 @@ def run() -> int:
         "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix="levers-demo-metrics-"),
     }
     settings = Settings.from_env(env)
-    print(f"redis {url} (namespace {namespace}), sandbox {sandbox.url}, "
-          f"batches of {settings.batch_max_size} or {settings.batch_max_wait_seconds:g} s, "
-          f"{settings.max_requests_per_second:g} requests/s")
+    print(
+        f"redis {url} (namespace {namespace}), sandbox {sandbox.url}, "
+        f"batches of {settings.batch_max_size} or {settings.batch_max_wait_seconds:g} s, "
+        f"{settings.max_requests_per_second:g} requests/s"
+    )
     worker = subprocess.Popen(
         [sys.executable, "-m", "worker.cli", "--processes", "2", "--threads", "8"],
         env={**env, "LEVERS_LOG_LEVEL": "WARNING"},
@@ -140,11 +158,10 @@ def run() -> int:
         elapsed = time.monotonic() - started
         print_table(sandbox, expected, elapsed)
         # What the worker itself recorded, which should match the sandbox's count.
-        totals = {k.decode(): int(v) for k, v in client.hgetall(f"{namespace}:stats").items()}
-        print(
-            f"worker totals: {totals.get('contacts_sent', 0)} contacts sent in "
-            f"{totals.get('batches_sent', 0)} requests, {totals.get('contacts_dead', 0)} dead letters"
-        )
+        totals = BatchStore(client, Keys(namespace), store_config(settings)).stats()
+        sent, batches = totals.get("contacts_sent", 0), totals.get("batches_sent", 0)
+        dead = totals.get("contacts_dead", 0)
+        print(f"worker totals: {sent} contacts sent in {batches} requests, {dead} dead letters")
         return 0
     finally:
         worker.send_signal(signal.SIGTERM)
@@ -172,8 +189,10 @@ def print_table(sandbox: Sandbox, expected: int, elapsed: float) -> None:
         print(f"{key:<44} {contacts[key]:>8} {batches[key]:>8}")
     total = sum(contacts.values())
     print(f"{'total':<44} {total:>8} {sum(batches.values()):>8}")
-    print(f"\n{total} of {expected} accepted contacts reached the sandbox "
-          f"({len(numbers)} distinct numbers) in {elapsed:.1f} s")
+    print(
+        f"\n{total} of {expected} accepted contacts reached the sandbox "
+        f"({len(numbers)} distinct numbers) in {elapsed:.1f} s"
+    )
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ class Limits:
 class Pacer:
     def __init__(
         self,
-        client: redis.Redis[bytes],
+        client: redis.Redis,
         keys: Keys,
         limits: Limits,
         clock: Clock = time.time,

@@ -27,7 +27,7 @@ _FALSE = {"0", "false", "no", "off", ""}
 class Settings:
     """Every knob of the worker, with its unit in the name or the comment."""
 
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_url: str = field(default="redis://127.0.0.1:6379/0", repr=False)  # may hold a password
     namespace: str = "levers"
     base_url: str = "https://api.dev.uselevers.com"
     client_id: str | None = None
@@ -173,10 +173,11 @@ class _Reader:
         try:
             content = Path(path).read_text(encoding="utf-8").strip()
         except OSError as exc:
-            self.errors.append(f"{name}_FILE={path!r}: cannot read it ({exc.strerror})")
+            # The value is not echoed: it may be the secret itself, put here by mistake.
+            self.errors.append(f"{name}_FILE: cannot read that file ({exc.strerror})")
             return None
         if not content:
-            self.errors.append(f"{name}_FILE={path!r}: the file is empty")
+            self.errors.append(f"{name}_FILE: the file is empty")
             return None
         return content
 

@@ -27,7 +27,7 @@ ClaimVerdict = Literal["claimed", "unknown", "busy", "sent", "dead", "missing"]
 Outcome = Literal["sent", "retry", "dead"]
 
 
-def load_script(client: redis.Redis[bytes], name: str, *, with_cut: bool = False) -> Any:
+def load_script(client: redis.Redis, name: str, *, with_cut: bool = False) -> Any:
     text = resources.files("worker").joinpath("lua", f"{name}.lua").read_text("utf-8")
     if with_cut:
         text = resources.files("worker").joinpath("lua", "cut.lua").read_text("utf-8") + text
@@ -78,7 +78,7 @@ class KeyStatus:
 class BatchStore:
     def __init__(
         self,
-        client: redis.Redis[bytes],
+        client: redis.Redis,
         keys: Keys,
         config: StoreConfig,
         clock: Clock = time.time,
