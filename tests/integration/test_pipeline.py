@@ -6,11 +6,13 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
+import httpx
 import pytest
 
 from producers.api import Producer
 from tests.servers import wait_for
 from tests.workers import WorkerProcess
+from worker.cli import status_report
 from worker.contacts import RESERVED_METADATA_KEY
 from worker.sandbox import Sandbox
 from worker.settings import Settings
@@ -88,7 +90,30 @@ def test_thousand_contacts_over_six_keys_each_sent_exactly_once(
     assert max(seen.values()) == 1
     assert store.pending_status() == []
     assert store.stats()["contacts_sent"] == 1000
+
+    # Both worker processes' metrics add up on the one endpoint.
+    scrape = httpx.get(f"http://127.0.0.1:{settings.metrics_port}/metrics").text
+    assert metric(scrape, 'levers_contacts_total{outcome="appended"}') == 1000
+    assert metric(scrape, "levers_contacts_sent_total") == 1000
+    assert metric(scrape, "levers_batch_size_contacts_sum") == 1000
+    cut = metric(scrape, 'levers_batches_cut_total{trigger="size"}') + metric(
+        scrape, 'levers_batches_cut_total{trigger="time"}'
+    )
+    assert cut == len(sandbox.accepted())
+    assert metric(scrape, 'levers_requests_total{status_class="2xx"}') == cut
+
+    report = status_report(settings)
+    assert report["pending"] == [] and report["batches_in_flight"] == {}
+    assert report["totals"]["contacts_sent"] == 1000
     assert worker.stop() == 0
+
+
+def metric(scrape: str, name: str) -> float:
+    """The value of one sample in a Prometheus text exposition (0 when absent)."""
+    for line in scrape.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    return 0.0
 
 
 def test_lone_contact_is_sent_within_max_wait_plus_half_a_second(
