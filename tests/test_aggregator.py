@@ -51,6 +51,7 @@ def test_size_cut_queues_the_batch(redis_client: redis.Redis, clock: FakeClock) 
     aggregator.handle({"number": "+966501234567"}, "m1")
     result = aggregator.handle({"number": "+966501234568"}, "m2")
     assert result is not None and queued == [result.batch_id]
+    assert store.batch(queued[0])["trigger"] == "size"
 
 
 def test_flusher_cuts_only_overdue_batches_and_requeues_stranded_ones(
