@@ -415,10 +415,11 @@ def test_drop_rate_records_the_request_and_closes_without_an_answer(
         bulk(client, contacts_body(SAUDI, US), token)
 
     [accepted] = sandbox.accepted()
-    assert accepted.body == contacts_body(SAUDI, US)
+    assert accepted.body == contacts_body(SAUDI, US) and accepted.dropped
     assert sandbox.stats().statuses == {"dropped": 1}
     sandbox.configure(drop_rate=0.0)
     assert bulk(client, contacts_body(UK), token).status_code == 201
+    assert not sandbox.accepted()[-1].dropped
 
 
 def test_latency_delays_accepted_requests(client: httpx.Client, sandbox: Sandbox) -> None:
@@ -506,8 +507,8 @@ def test_requests_and_stats_endpoints(client: httpx.Client, clock: FakeClock) ->
 
     assert requests == {
         "requests": [
-            {"received_at": clock.now, "body": contacts_body(SAUDI, US)},
-            {"received_at": clock.now, "body": contacts_body(UK)},
+            {"received_at": clock.now, "body": contacts_body(SAUDI, US), "dropped": False},
+            {"received_at": clock.now, "body": contacts_body(UK), "dropped": False},
         ]
     }
     assert stats == {

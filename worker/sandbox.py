@@ -213,6 +213,8 @@ class AcceptedRequest:
     """time.time() when the request arrived."""
     body: dict[str, Any]
     """The parsed JSON body as received."""
+    dropped: bool = False
+    """True when the connection was closed instead of answering 201 (`drop_rate`)."""
 
 
 @dataclass(frozen=True)
@@ -562,7 +564,7 @@ class _State:
             return _detail(422, errors), 0
         if dice.answer_503:
             return _detail(503, "Service unavailable"), 0
-        accepted = AcceptedRequest(received_at, cast(JSONObject, body))
+        accepted = AcceptedRequest(received_at, cast(JSONObject, body), dropped=dice.drop)
         if config.latency_seconds > 0:
             time.sleep(config.latency_seconds)
         with self._lock:
@@ -642,7 +644,11 @@ class _State:
     def requests_json(self) -> JSONObject:
         return {
             "requests": [
-                {"received_at": request.received_at, "body": request.body}
+                {
+                    "received_at": request.received_at,
+                    "body": request.body,
+                    "dropped": request.dropped,
+                }
                 for request in self.accepted()
             ]
         }
