@@ -18,6 +18,7 @@ from worker.metrics import Metrics
 from worker.ratelimit import Limits, Pacer
 from worker.sender import (
     CORRELATION_KEY,
+    INVALID_CONTACT,
     REJECTED_BY_LEVERS,
     RETRIES_EXHAUSTED,
     UNKNOWN_OUTCOME,
@@ -59,17 +60,20 @@ class Harness:
             transport=httpx.MockTransport(recording),
             clock=clock,
         )
+        self.queued: list[str] = []
         self.sender = Sender(
             self.store,
             self.pacer,
             levers,
             self.metrics,
-            RetryPolicy(max_retries=2),
+            RetryPolicy(max_retries=2, max_elapsed_seconds=600),
+            enqueue_batch=self.queued.append,
             clock=clock,
             rng=random.Random(7),
         )
 
     def cut_batch(self, size: int = 3, **fields: object) -> str:
+        self.store.config = StoreConfig(batch_max_size=size)
         result = None
         for i in range(size):
             contact = Contact(number=f"+96650123{i:04d}", metadata={"crm": i}, **fields)  # type: ignore[arg-type]
@@ -170,13 +174,27 @@ def test_other_4xx_dead_letters_with_status_and_body(
     assert "bad template" in str(letters[0]["detail"])
 
 
+def test_attempt_that_died_before_its_request_is_simply_sent(
+    redis_client: redis.Redis, clock: FakeClock
+) -> None:
+    h = Harness(redis_client, clock, answer(201))
+    batch_id = h.cut_batch()
+    # A worker claimed it and was killed while waiting for the pacer.
+    assert h.store.claim(batch_id, "killed-worker").verdict == "claimed"
+    assert h.sender.send(batch_id).outcome == "skipped"  # lease still held
+    clock.advance(h.store.config.send_lease_seconds)
+    assert h.sender.send(batch_id).outcome == "sent"
+    assert len(h.bodies) == 1
+
+
 def test_attempt_that_died_in_flight_is_unknown_outcome(
     redis_client: redis.Redis, clock: FakeClock
 ) -> None:
     h = Harness(redis_client, clock, answer(201))
     batch_id = h.cut_batch()
-    # A worker claimed it and was killed before recording the answer.
+    # A worker started the request and was killed before recording the answer.
     assert h.store.claim(batch_id, "killed-worker").verdict == "claimed"
+    assert h.store.begin(batch_id, "killed-worker")
     assert h.sender.send(batch_id).outcome == "skipped"  # lease still held
     clock.advance(h.store.config.send_lease_seconds)
     assert h.sender.send(batch_id).outcome == "dead"
@@ -208,3 +226,96 @@ def test_parse_retry_after_seconds_and_http_date() -> None:
     assert parse_retry_after("Wed, 21 Oct 2026 07:28:00 GMT", 1792567670.0) == pytest.approx(10)
     assert parse_retry_after("soon", 0) is None
     assert parse_retry_after(None, 0) is None
+
+
+def refuse_numbers(*numbers: str) -> Handler:
+    """A 422 in Levers' shape for every contact whose number is in `numbers`."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        contacts = json.loads(request.content)["contacts"]
+        detail = [
+            {"loc": ["body", "contacts", i, "numberToCall"], "msg": "number refused", "type": "v"}
+            for i, c in enumerate(contacts)
+            if c["numberToCall"] in numbers
+        ]
+        return httpx.Response(422, json={"detail": detail}) if detail else httpx.Response(201)
+
+    return handler
+
+
+def drain(h: Harness) -> None:
+    """Send every batch the sender queued, as the send actor would."""
+    while h.queued:
+        h.sender.send(h.queued.pop(0))
+
+
+def test_422_naming_contacts_dead_letters_them_and_sends_the_rest(
+    redis_client: redis.Redis, clock: FakeClock
+) -> None:
+    bad = "+966501230003"
+    h = Harness(redis_client, clock, refuse_numbers(bad))
+    batch_id = h.cut_batch(size=6)
+    assert h.sender.send(batch_id).outcome == "split"
+    assert h.store.batch(batch_id)["state"] == "split"
+    drain(h)
+    [letter] = h.dead_letters()
+    assert letter["reason"] == INVALID_CONTACT and letter["detail"] == "number refused"
+    assert letter["contact"]["numberToCall"] == bad  # type: ignore[index]
+    assert len(h.bodies) == 2
+    accepted = [c["numberToCall"] for c in h.bodies[-1]["contacts"]]  # type: ignore[attr-defined]
+    assert len(accepted) == 5 and bad not in accepted
+    assert h.store.stats()["contacts_sent"] == 5
+
+
+def test_422_naming_nobody_is_bisected_down_to_the_bad_contact(
+    redis_client: redis.Redis, clock: FakeClock
+) -> None:
+    bad = "+966501230005"
+
+    def opaque(request: httpx.Request) -> httpx.Response:
+        contacts = json.loads(request.content)["contacts"]
+        if any(c["numberToCall"] == bad for c in contacts):
+            return httpx.Response(422, json={"detail": "something in there is wrong"})
+        return httpx.Response(201)
+
+    h = Harness(redis_client, clock, opaque)
+    h.sender.send(h.cut_batch(size=16))
+    drain(h)
+    [letter] = h.dead_letters()
+    assert letter["contact"]["numberToCall"] == bad  # type: ignore[index]
+    assert h.store.stats()["contacts_sent"] == 15
+    # About log2(n) extra requests per bad contact: 16 -> 8 -> 4 -> 2 -> 1, two per level.
+    assert len(h.bodies) <= 1 + 2 * 4
+
+
+def test_500_is_an_unknown_outcome_not_resent(redis_client: redis.Redis, clock: FakeClock) -> None:
+    h = Harness(redis_client, clock, answer(500))
+    assert h.sender.send(h.cut_batch()).outcome == "dead"
+    assert {letter["reason"] for letter in h.dead_letters()} == {UNKNOWN_OUTCOME}
+
+
+def test_throttles_do_not_count_as_attempts(redis_client: redis.Redis, clock: FakeClock) -> None:
+    statuses = [429, 429, 429, 429, 503, 503, 201]
+
+    def answer_in_turn(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(statuses.pop(0), headers={"Retry-After": "1"})
+
+    h = Harness(redis_client, clock, answer_in_turn)
+    batch_id = h.cut_batch()
+    outcomes = []
+    for _ in range(7):
+        clock.advance(2)
+        outcomes.append(h.sender.send(batch_id).outcome)
+    # Two failures are within max_retries=2; the four 429s did not use any of them up.
+    assert outcomes == ["retry"] * 6 + ["sent"]
+
+
+def test_retries_stop_after_the_elapsed_time_limit(
+    redis_client: redis.Redis, clock: FakeClock
+) -> None:
+    h = Harness(redis_client, clock, answer(503))
+    batch_id = h.cut_batch()
+    assert h.sender.send(batch_id).outcome == "retry"
+    clock.advance(601)
+    assert h.sender.send(batch_id).outcome == "dead"
+    assert {letter["reason"] for letter in h.dead_letters()} == {RETRIES_EXHAUSTED}

@@ -157,13 +157,15 @@ def test_lifecycle_claim_finish_and_reaper(redis_client: redis.Redis, clock: Fak
     assert claim.verdict == "claimed" and claim.attempts == 1
     assert claim.contacts[0][0] == "m1"
     assert store.claim(batch_id, "owner-2").verdict == "busy"
-    # The lease runs out with the attempt unfinished: its outcome is unknown.
+    assert not store.begin(batch_id, "owner-2")
+    assert store.begin(batch_id, "owner-1")
+    # The lease runs out with the request unanswered: its outcome is unknown.
     clock.advance(10)
     assert store.reap() == [batch_id]
     unknown = store.claim(batch_id, "owner-2")
     assert unknown.verdict == "unknown"
-    assert not store.finish(batch_id, "owner-2", "sent", status=201)
-    assert store.finish(batch_id, "", "dead", detail="unknown_outcome")
+    assert store.finish(batch_id, "owner-2", "sent", status=201) is None
+    assert store.finish(batch_id, "", "dead", detail="unknown_outcome") == []
     assert store.batch(batch_id)["state"] == "dead"
     assert store.claim(batch_id, "owner-3").verdict == "dead"
     assert redis_client.zcard(store.keys.inflight) == 0
@@ -174,7 +176,7 @@ def test_finish_sent_expires_record(redis_client: redis.Redis, clock: FakeClock)
     batch_id = store.append(contact(1), "m1").batch_id
     assert batch_id is not None and store.mark_queued(batch_id)
     assert store.claim(batch_id, "o").verdict == "claimed"
-    assert store.finish(batch_id, "o", "sent", status=201, sent=1)
+    assert store.finish(batch_id, "o", "sent", status=201, sent=1) == []
     assert store.batch(batch_id)["state"] == "sent"
     assert redis_client.ttl(store.keys.batch(batch_id)) > 0
     assert store.stats()["contacts_sent"] == 1

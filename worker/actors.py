@@ -92,7 +92,11 @@ class Runtime:
             pacer,
             levers,
             metrics,
-            RetryPolicy(max_retries=settings.max_send_retries),
+            RetryPolicy(
+                max_retries=settings.max_send_retries,
+                max_elapsed_seconds=settings.max_retry_seconds,
+            ),
+            enqueue_batch=enqueue_batch,
             resend_unknown=settings.resend_unknown,
             clock=clock,
         )

@@ -45,6 +45,8 @@ class Settings:
     request_timeout_seconds: float = 30.0
     # A send attempt that fails with a connection error or 5xx is retried this many times.
     max_send_retries: int = 8
+    # ... and a batch still failing this long after its first attempt is given up, s.
+    max_retry_seconds: float = 3600.0
     # How long a `sending` claim is trusted before the batch is treated as an unknown outcome.
     send_lease_seconds: float = 120.0
     # Resend a batch whose request may have reached Levers (unknown outcome) instead of
@@ -98,6 +100,9 @@ class Settings:
             ),
             "max_send_retries": reader.integer(
                 "LEVERS_MAX_SEND_RETRIES", cls.max_send_retries, 0, 1000
+            ),
+            "max_retry_seconds": reader.number(
+                "LEVERS_MAX_RETRY_SECONDS", cls.max_retry_seconds, 1, 7 * 86400
             ),
             "send_lease_seconds": reader.number(
                 "LEVERS_SEND_LEASE_SECONDS", cls.send_lease_seconds, 1, 86_400

@@ -23,8 +23,9 @@ from worker.keys import Keys
 
 Clock = Callable[[], float]
 AppendStatus = Literal["appended", "merged", "duplicate", "redelivered"]
-ClaimVerdict = Literal["claimed", "unknown", "busy", "sent", "dead", "missing"]
-Outcome = Literal["sent", "retry", "dead"]
+ClaimVerdict = Literal["claimed", "unknown", "busy", "sent", "dead", "split", "missing"]
+Outcome = Literal["sent", "retry", "dead", "split"]
+Entry = tuple[str, dict[str, Any]]  # (contact id, the contact as Levers takes it)
 
 
 def load_script(client: redis.Redis, name: str, *, with_cut: bool = False) -> Any:
@@ -64,8 +65,9 @@ class AppendResult:
 class Claim:
     verdict: ClaimVerdict
     batch_key: str = ""
-    contacts: tuple[tuple[str, dict[str, Any]], ...] = ()  # (contact id, Levers entry)
+    contacts: tuple[Entry, ...] = ()
     attempts: int = 0
+    first_attempt_at: float = 0.0  # clock seconds of the batch's first send attempt
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,7 @@ class BatchStore:
         self._cut_due = load_script(client, "cut_due", with_cut=True)
         self._queued = load_script(client, "queued")
         self._claim = load_script(client, "claim")
+        self._begin = load_script(client, "begin")
         self._finish = load_script(client, "finish")
         self._reap = load_script(client, "reap")
 
@@ -197,7 +200,7 @@ class BatchStore:
         )
 
     def claim(self, batch_id: str, owner: str, *, resend_unknown: bool = False) -> Claim:
-        verdict, key, contacts, attempts = self._claim(
+        verdict, key, contacts, attempts, first_ms = self._claim(
             keys=[self.keys.batch(batch_id), self.keys.inflight],
             args=[
                 self._now_ms(),
@@ -211,7 +214,21 @@ class BatchStore:
         if name not in ("claimed", "unknown"):
             return Claim(name)
         entries = tuple((cid, entry) for cid, entry in json.loads(contacts))
-        return Claim(name, _text(key), entries, int(attempts))
+        return Claim(name, _text(key), entries, int(attempts), int(first_ms) / 1000)
+
+    def begin(self, batch_id: str, owner: str) -> bool:
+        """Mark the claimed batch `sending` just before its request; False: do not send."""
+        return bool(
+            self._begin(
+                keys=[self.keys.batch(batch_id), self.keys.inflight],
+                args=[
+                    self._now_ms(),
+                    batch_id,
+                    owner,
+                    int(self.config.send_lease_seconds * 1000),
+                ],
+            )
+        )
 
     def finish(
         self,
@@ -223,37 +240,52 @@ class BatchStore:
         detail: str = "",
         retry_at: float | None = None,
         sent: int = 0,
+        throttled: bool = False,
+        children: Sequence[Sequence[Entry]] = (),
         dead_letters: Sequence[tuple[str, dict[str, Any]]] = (),
-    ) -> bool:
-        """Record an attempt's outcome. `owner=""` finishes a batch whose lease ran out."""
-        retry_ms = int((retry_at or self.clock()) * 1000) + int(
-            self.config.requeue_after_seconds * 1000
-        )
+    ) -> list[str] | None:
+        """Record an attempt's outcome. `owner=""` finishes a batch whose lease ran out.
+
+        Returns the ids of the child batches made (outcome `split`; they wait in the outbox to be
+        queued), or None when the caller no longer owned the batch and nothing was recorded.
+        """
+        now_ms = self._now_ms()
+        if outcome == "split":
+            look_at = now_ms + int(self.config.outbox_grace_seconds * 1000)
+        else:
+            look_at = int((retry_at or self.clock()) * 1000) + int(
+                self.config.requeue_after_seconds * 1000
+            )
+        child_ids = [new_batch_id() for _ in children]
         args: list[Any] = [
-            self._now_ms(),
+            now_ms,
             batch_id,
             owner,
             outcome,
             "" if status is None else status,
             detail,
             self.config.batch_retention_seconds,
-            retry_ms,
+            look_at,
             sent,
+            int(throttled),
+            len(children),
+            *child_ids,
+            *(_compact(list(child)) for child in children),
         ]
         for dl_id, record in dead_letters:
-            args += [dl_id, json.dumps(record, separators=(",", ":"))]
-        return bool(
-            self._finish(
-                keys=[
-                    self.keys.batch(batch_id),
-                    self.keys.inflight,
-                    self.keys.stats,
-                    self.keys.dead,
-                    self.keys.dead_index,
-                ],
-                args=args,
-            )
+            args += [dl_id, _compact(record)]
+        done = self._finish(
+            keys=[
+                self.keys.batch(batch_id),
+                self.keys.inflight,
+                self.keys.stats,
+                self.keys.dead,
+                self.keys.dead_index,
+                *(self.keys.batch(child) for child in child_ids),
+            ],
+            args=args,
         )
+        return child_ids if done else None
 
     def reap(self, limit: int = 100) -> list[str]:
         """Batch ids that need a (new) send message: lost messages, long waits, dead leases."""
@@ -307,6 +339,10 @@ class BatchStore:
 
     def stats(self) -> dict[str, int]:
         return {_text(k): int(v) for k, v in self.client.hgetall(self.keys.stats).items()}
+
+
+def _compact(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
 
 
 def _text(value: Any) -> str:

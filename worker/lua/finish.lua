@@ -3,25 +3,26 @@
 -- KEYS[1] batch record {ns}:batch:{id}  KEYS[2] inflight zset  KEYS[3] stats hash
 -- KEYS[4] dead letters hash {ns}:dead  (dead-letter id -> record JSON)
 -- KEYS[5] dead letter index zset {ns}:dead:index  (dead-letter id -> time ms)
+-- KEYS[6..] records of child batches (outcome split)
 --
--- ARGV[1] now_ms  ARGV[2] batch id  ARGV[3] owner ('' = the caller holds no lease: only
---         a batch whose lease is over may then be finished)
--- ARGV[4] outcome: sent | retry | dead
+-- ARGV[1] now_ms  ARGV[2] batch id  ARGV[3] owner ('' = the caller holds no lease: only a
+--         batch whose lease ran out in `sending` may then be finished)
+-- ARGV[4] outcome: sent | retry | dead | split
 -- ARGV[5] HTTP status ('' when none)  ARGV[6] detail text  ARGV[7] retention s
--- ARGV[8] retry: when the reaper should look if the retry message is lost (ms)
--- ARGV[9] number of contacts sent (for sent) ; ARGV[10..] dead letters as id, JSON pairs
+-- ARGV[8] retry: when the reaper should look if the retry message is lost (ms);
+--         split: when the reaper should queue children whose send message was lost (ms)
+-- ARGV[9] contacts sent (sent)  ARGV[10] 1 = a throttle: this attempt does not count
+-- ARGV[11] number of children c; then c child ids, then c contact JSON arrays;
+-- then dead letters as (id, record JSON) pairs to the end
 --
 -- Returns 1 if recorded, 0 if the caller no longer owns the batch.
 local now_ms = tonumber(ARGV[1])
-local fields = redis.call('HMGET', KEYS[1], 'state', 'owner', 'lease_until', 'size')
-if fields[1] ~= 'sending' then
-  return 0
-end
+local f = redis.call('HMGET', KEYS[1], 'state', 'owner', 'lease_until', 'key')
 if ARGV[3] == '' then
-  if tonumber(fields[3]) > now_ms then
+  if f[1] ~= 'sending' or tonumber(f[3]) > now_ms then
     return 0
   end
-elseif fields[2] ~= ARGV[3] then
+elseif (f[1] ~= 'claimed' and f[1] ~= 'sending') or f[2] ~= ARGV[3] then
   return 0
 end
 local outcome = ARGV[4]
@@ -29,6 +30,10 @@ redis.call('HSET', KEYS[1], 'status', ARGV[5], 'detail', ARGV[6], 'updated_ms', 
 redis.call('HDEL', KEYS[1], 'owner', 'lease_until')
 if outcome == 'retry' then
   redis.call('HSET', KEYS[1], 'state', 'queued')
+  if ARGV[10] == '1' then
+    redis.call('HINCRBY', KEYS[1], 'attempts', -1)
+    redis.call('HINCRBY', KEYS[1], 'throttled', 1)
+  end
   redis.call('ZADD', KEYS[2], tonumber(ARGV[8]), ARGV[2])
   return 1
 end
@@ -39,8 +44,17 @@ if outcome == 'sent' then
   redis.call('HINCRBY', KEYS[3], 'batches_sent', 1)
   redis.call('HINCRBY', KEYS[3], 'contacts_sent', tonumber(ARGV[9]))
 end
+local children = tonumber(ARGV[11])
+for i = 1, children do
+  local child_id = ARGV[11 + i]
+  local contacts = ARGV[11 + children + i]
+  redis.call('HSET', KEYS[5 + i], 'key', f[4], 'state', 'cut', 'contacts', contacts,
+             'size', #cjson.decode(contacts), 'trigger', 'split', 'parent', ARGV[2],
+             'created_ms', now_ms, 'updated_ms', now_ms, 'attempts', 0)
+  redis.call('ZADD', KEYS[2], tonumber(ARGV[8]), child_id)
+end
 local dead = 0
-for i = 10, #ARGV, 2 do
+for i = 12 + 2 * children, #ARGV, 2 do
   redis.call('HSET', KEYS[4], ARGV[i], ARGV[i + 1])
   redis.call('ZADD', KEYS[5], now_ms, ARGV[i])
   dead = dead + 1
