@@ -24,6 +24,7 @@ from worker.broker import (
     SEND_ACTOR,
     send_message,
 )
+from worker.deadletters import DeadLetters
 from worker.keys import Keys
 from worker.levers import LeversClient, Timeouts
 from worker.metrics import Metrics
@@ -68,6 +69,7 @@ class Runtime:
         redis_client: redis.Redis = broker.client
         keys = Keys(settings.namespace)
         store = BatchStore(redis_client, keys, store_config(settings), clock)
+        dead = DeadLetters(redis_client, keys, clock)
         pacer = Pacer(
             redis_client,
             keys,
@@ -106,7 +108,13 @@ class Runtime:
             store=store,
             aggregator=Aggregator(store, enqueue_batch, metrics, settings.default_region),
             sender=sender,
-            flusher=Flusher(store, enqueue_batch, metrics, clock=clock),
+            flusher=Flusher(
+                store,
+                enqueue_batch,
+                metrics,
+                housekeeping=lambda: dead.expire(settings.dead_letter_retention_seconds),
+                clock=clock,
+            ),
             metrics=metrics,
         )
 

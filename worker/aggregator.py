@@ -74,6 +74,7 @@ class Flusher:
         *,
         poll_seconds: float = 0.05,
         reap_every_seconds: float = 1.0,
+        housekeeping: Callable[[], object] | None = None,
         clock: Clock = time.time,
     ) -> None:
         self.store = store
@@ -81,6 +82,7 @@ class Flusher:
         self.metrics = metrics
         self.poll_seconds = poll_seconds
         self.reap_every_seconds = reap_every_seconds
+        self.housekeeping = housekeeping
         self.clock = clock
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -110,6 +112,8 @@ class Flusher:
         if self.clock() >= self._next_reap:
             self._next_reap = self.clock() + self.reap_every_seconds
             self.reap()
+            if self.housekeeping is not None:
+                self.housekeeping()
 
     def _wait_seconds(self) -> float:
         deadline = self.store.next_deadline()

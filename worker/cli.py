@@ -187,6 +187,62 @@ def print_status(report: dict[str, Any]) -> None:
     print(f"dead letters held: {report['dead_letters']}")
 
 
+def print_dead_letters(records: list[dict[str, Any]]) -> None:
+    from worker.contacts import mask_number
+
+    if not records:
+        print("no dead letters")
+        return
+    print(f"{'id':<36} {'reason':<18} {'status':>6} {'number':<16} {'batch key':<40} detail")
+    for r in records:
+        number = mask_number(r["contact"]["numberToCall"])
+        detail = str(r.get("detail") or "").replace("\n", " ")[:60]
+        status, key = r.get("status") or "", r["batch_key"]
+        print(f"{r['id']:<36} {r['reason']:<18} {status:>6} {number:<16} {key:<40} {detail}")
+    print(f"{len(records)} dead letters")
+
+
+def dead_letters_command(settings: Settings, args: argparse.Namespace) -> int:
+    import redis
+
+    from worker.deadletters import DeadLetters
+    from worker.keys import Keys
+
+    client = redis.Redis.from_url(settings.redis_url)
+    dead = DeadLetters(client, Keys(settings.namespace))
+    if args.action != "list" and not (args.reason or args.id or args.batch_key or args.all):
+        print(
+            f"levers-admin: {args.action} needs --reason, --batch-key, --id or --all",
+            file=sys.stderr,
+        )
+        return 2
+    records = list(dead.select(reason=args.reason, batch_key=args.batch_key, ids=args.id or ()))
+    if args.action == "list":
+        records = records[: args.limit] if args.limit else records
+        if args.json:
+            # Whole records, numbers unmasked: for reconciliation with Levers' call logs.
+            for record in records:
+                print(json.dumps(record, sort_keys=True))
+        else:
+            print_dead_letters(records)
+        return 0
+    if args.action == "purge":
+        removed = dead.delete(r["id"] for r in records)
+        print(f"purged {removed} dead letters")
+        return 0
+    from producers.api import Producer
+
+    producer = Producer(settings)
+    try:
+        result = dead.replay(records, producer)
+    finally:
+        producer.close()
+    print(f"replayed {len(result.replayed)} dead letters")
+    for dl_id, reason in result.refused:
+        print(f"  kept {dl_id}: {reason}")
+    return 1 if result.refused else 0
+
+
 def admin_main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="levers-admin", description="Inspect levers-batcher state."
@@ -194,18 +250,27 @@ def admin_main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     status = sub.add_parser("status", help="pending contacts, batches in flight, totals")
     status.add_argument("--json", action="store_true", help="machine-readable output")
+    dead = sub.add_parser("dead-letters", help="list, replay or purge dead letters")
+    dead.add_argument("action", choices=["list", "replay", "purge"])
+    dead.add_argument("--reason", help="only this reason (e.g. unknown_outcome)")
+    dead.add_argument("--batch-key", help="only this batch key (template:updateExisting)")
+    dead.add_argument("--id", action="append", help="only this dead-letter id (repeatable)")
+    dead.add_argument("--all", action="store_true", help="replay or purge every dead letter")
+    dead.add_argument("--limit", type=int, default=0, help="list at most this many")
+    dead.add_argument("--json", action="store_true", help="whole records, numbers unmasked")
     args = parser.parse_args(argv)
     try:
         settings = Settings.from_env()
     except LeversBatcherError as exc:
         print(exc, file=sys.stderr)
         return 2
-    if args.command == "status":
-        report = status_report(settings)
-        if args.json:
-            print(json.dumps(report, indent=2))
-        else:
-            print_status(report)
+    if args.command == "dead-letters":
+        return dead_letters_command(settings, args)
+    report = status_report(settings)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print_status(report)
     return 0
 
 

@@ -54,6 +54,8 @@ class Settings:
     resend_unknown: bool = False
     # Sent batch records are kept this long for `levers-admin` and reconciliation.
     batch_retention_seconds: int = 7 * 86400
+    # Dead letters are kept this long for an operator to replay or purge, s.
+    dead_letter_retention_seconds: int = 30 * 86400
     # dramatiq: how often an idle consumer polls Redis, ms. Bounds the pickup latency (G3).
     worker_timeout_ms: int = 100
     # dramatiq: a worker silent for this long is presumed dead and its messages requeued, ms.
@@ -110,6 +112,12 @@ class Settings:
             "resend_unknown": reader.boolean("LEVERS_RESEND_UNKNOWN", cls.resend_unknown),
             "batch_retention_seconds": reader.integer(
                 "LEVERS_BATCH_RETENTION_SECONDS", cls.batch_retention_seconds, 60, 365 * 86400
+            ),
+            "dead_letter_retention_seconds": reader.integer(
+                "LEVERS_DEAD_LETTER_RETENTION_SECONDS",
+                cls.dead_letter_retention_seconds,
+                60,
+                3650 * 86400,
             ),
             "worker_timeout_ms": reader.integer(
                 "LEVERS_WORKER_TIMEOUT_MS", cls.worker_timeout_ms, 10, 60_000

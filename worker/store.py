@@ -134,12 +134,12 @@ class BatchStore:
             ],
         )
         cut = int(cut_size)
-        return AppendResult(_text(status), batch_id if cut else None, cut)  # type: ignore[arg-type]
+        return AppendResult(as_text(status), batch_id if cut else None, cut)  # type: ignore[arg-type]
 
     def due_keys(self, limit: int = 100) -> list[str]:
         """Batch keys whose deadline has passed, oldest first."""
         raw = self.client.zrangebyscore(self.keys.deadlines, "-inf", self._now_ms(), 0, limit)
-        return [_text(k) for k in raw]
+        return [as_text(k) for k in raw]
 
     def next_deadline(self) -> float | None:
         """The earliest deadline in seconds (clock time), or None when nothing is pending."""
@@ -210,11 +210,11 @@ class BatchStore:
                 int(resend_unknown),
             ],
         )
-        name: ClaimVerdict = _text(verdict)  # type: ignore[assignment]
+        name: ClaimVerdict = as_text(verdict)  # type: ignore[assignment]
         if name not in ("claimed", "unknown"):
             return Claim(name)
         entries = tuple((cid, entry) for cid, entry in json.loads(contacts))
-        return Claim(name, _text(key), entries, int(attempts), int(first_ms) / 1000)
+        return Claim(name, as_text(key), entries, int(attempts), int(first_ms) / 1000)
 
     def begin(self, batch_id: str, owner: str) -> bool:
         """Mark the claimed batch `sending` just before its request; False: do not send."""
@@ -292,12 +292,12 @@ class BatchStore:
         due = self.client.zrangebyscore(self.keys.inflight, "-inf", self._now_ms(), 0, limit)
         to_send = []
         for raw in due:
-            batch_id = _text(raw)
+            batch_id = as_text(raw)
             action = self._reap(
                 keys=[self.keys.batch(batch_id), self.keys.inflight],
                 args=[self._now_ms(), batch_id, int(self.config.requeue_after_seconds * 1000)],
             )
-            if _text(action) == "send":
+            if as_text(action) == "send":
                 to_send.append(batch_id)
         return to_send
 
@@ -305,7 +305,7 @@ class BatchStore:
 
     def batch(self, batch_id: str) -> dict[str, str]:
         raw = self.client.hgetall(self.keys.batch(batch_id))
-        return {_text(k): _text(v) for k, v in raw.items()}
+        return {as_text(k): as_text(v) for k, v in raw.items()}
 
     def pending_status(self) -> list[KeyStatus]:
         now = self.clock()
@@ -324,26 +324,27 @@ class BatchStore:
     def _pending_keys(self) -> Iterable[str]:
         prefix = self.keys.order("")
         for raw in self.client.scan_iter(match=prefix + "*", count=500):
-            yield _text(raw)[len(prefix) :]
+            yield as_text(raw)[len(prefix) :]
 
     def inflight_states(self) -> dict[str, int]:
         counts: dict[str, int] = {}
-        ids = [_text(i) for i in self.client.zrange(self.keys.inflight, 0, -1)]
+        ids = [as_text(i) for i in self.client.zrange(self.keys.inflight, 0, -1)]
         pipe = self.client.pipeline(transaction=False)
         for batch_id in ids:
             pipe.hget(self.keys.batch(batch_id), "state")
         for state in pipe.execute():
-            name = _text(state) if state else "missing"
+            name = as_text(state) if state else "missing"
             counts[name] = counts.get(name, 0) + 1
         return counts
 
     def stats(self) -> dict[str, int]:
-        return {_text(k): int(v) for k, v in self.client.hgetall(self.keys.stats).items()}
+        return {as_text(k): int(v) for k, v in self.client.hgetall(self.keys.stats).items()}
 
 
 def _compact(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
-def _text(value: Any) -> str:
+def as_text(value: Any) -> str:
+    """Redis replies as str (the client returns bytes)."""
     return value.decode() if isinstance(value, bytes) else str(value)
