@@ -90,6 +90,11 @@ class RedisServer:
             return False
 
     def stop(self) -> None:
+        """SIGTERM: redis-server writes its append-only file and exits."""
         if self.process and self.process.poll() is None:
             self.process.terminate()
             self.process.wait(timeout=10)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
