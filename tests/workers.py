@@ -60,6 +60,10 @@ class WorkerProcess:
                 with self._lock:
                     self.lines.append((time.time(), line))
 
+    def saw(self, text: str) -> bool:
+        with self._lock:
+            return any(text in line for _, line in self.lines)
+
     def started_processes(self) -> list[float]:
         with self._lock:
             return [t for t, line in self.lines if "worker process started" in line]

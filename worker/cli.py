@@ -85,7 +85,16 @@ class Supervisor:
                 "pids": ",".join(str(c.pid) for c in self.children),
             },
         )
+        announced = 0
         while True:
+            if self.signals != announced:
+                announced = self.signals
+                if announced == 1:
+                    log.info(
+                        "stopping: finishing requests in flight; a second signal stops at once"
+                    )
+                else:
+                    log.warning("stopping at once")
             for child in self.children:
                 code = child.poll()
                 if code is not None and not self.stopping.is_set():
