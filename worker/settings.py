@@ -59,7 +59,7 @@ class Settings:
     # dramatiq: how often an idle consumer polls Redis, ms. Bounds the pickup latency (G3).
     worker_timeout_ms: int = 100
     # dramatiq: a worker silent for this long is presumed dead and its messages requeued, ms.
-    heartbeat_timeout_ms: int = 60_000
+    heartbeat_timeout_ms: int = 15_000
     # dramatiq: per million broker commands, how many run the maintenance that requeues a dead
     # worker's messages (dramatiq's default is 1000).
     maintenance_chance: int = 10_000

@@ -1,0 +1,123 @@
+"""How long a SIGKILLed worker holds messages it had fetched, before another worker gets them.
+
+dramatiq gives a dead worker's unacknowledged messages back only after its heartbeat timeout,
+and only when some live process runs broker maintenance (on a random fraction of its Redis
+commands). This measures that delay end to end: worker A is killed while it holds send messages
+for batches it has not started; worker B is already running; we time from the kill until B has
+sent every one of those batches.
+
+    python -m benchmarks.recovery [--runs 3] [--cap 240]
+
+Cases: dramatiq's defaults (heartbeat 60 s, maintenance on 1 in 1000 commands, idle poll up to
+1 s) and ours (LEVERS_HEARTBEAT_TIMEOUT_MS, LEVERS_MAINTENANCE_CHANCE, LEVERS_WORKER_TIMEOUT_MS).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import redis
+
+from producers.api import Producer
+from tests.servers import RedisServer, free_port
+from tests.workers import WorkerProcess
+from worker.actors import store_config
+from worker.keys import Keys
+from worker.sandbox import Sandbox, SandboxConfig
+from worker.settings import Settings
+from worker.store import BatchStore
+
+CASES = {
+    "dramatiq defaults": {
+        "LEVERS_HEARTBEAT_TIMEOUT_MS": "60000",
+        "LEVERS_MAINTENANCE_CHANCE": "1000",
+        "LEVERS_WORKER_TIMEOUT_MS": "1000",
+    },
+    "levers-batcher defaults": {},
+}
+
+
+def one_run(redis_url: str, sandbox: Sandbox, case_env: dict[str, str], cap: float) -> float | None:
+    work = Path(tempfile.mkdtemp(prefix="levers-recovery-"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LEVERS_")}
+    env.update(
+        {
+            "REDIS_URL": redis_url,
+            "LEVERS_NAMESPACE": f"rec-{uuid.uuid4().hex[:6]}",
+            "LEVERS_BASE_URL": sandbox.url,
+            "LEVERS_CLIENT_ID": "bench",
+            "LEVERS_CLIENT_SECRET": "bench-secret",
+            "LEVERS_BATCH_MAX_SIZE": "10",
+            "LEVERS_MAX_REQUESTS_PER_SECOND": "100",
+            "LEVERS_METRICS_PORT": "0",
+            **case_env,
+        }
+    )
+    settings = Settings.from_env(env)
+    store = BatchStore(
+        redis.Redis.from_url(redis_url), Keys(settings.namespace), store_config(settings)
+    )
+    a = WorkerProcess({**env, "PROMETHEUS_MULTIPROC_DIR": str(work / "a")}, work / "a.log", 1, 2)
+    b = WorkerProcess({**env, "PROMETHEUS_MULTIPROC_DIR": str(work / "b")}, work / "b.log", 1, 2)
+    try:
+        # A alone: slow answers keep its two threads busy and its prefetch full of send messages.
+        sandbox.configure(latency_seconds=2.0)
+        a.start()
+        a.wait_ready()
+        producer = Producer(settings)
+        producer.enqueue_contacts([{"number": f"+96655{i:07d}"} for i in range(200)])
+        producer.close()
+        deadline = time.monotonic() + 30
+        while store.inflight_states().get("sending", 0) < 2:
+            if time.monotonic() > deadline:
+                raise RuntimeError("worker A never got busy")
+            time.sleep(0.02)
+        a.kill()
+        killed = time.monotonic()
+        sandbox.configure(latency_seconds=0.0)
+        b.start()
+        # Batches A was sending are unknown outcomes (resolved by the lease); the rest must be
+        # sent by B, including those whose messages A held when it died.
+        while True:
+            states = store.inflight_states()
+            if not states.get("queued") and not states.get("cut") and not states.get("claimed"):
+                return time.monotonic() - killed
+            if time.monotonic() - killed > cap:
+                return None
+            time.sleep(0.05)
+    finally:
+        a.ensure_dead()
+        b.ensure_dead()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--cap", type=float, default=240.0, help="give up on a run after this, s")
+    args = parser.parse_args()
+    server = RedisServer(Path(tempfile.mkdtemp(prefix="levers-recovery-redis-"))).start()
+    sandbox = Sandbox(
+        SandboxConfig(client_id="bench", client_secret="bench-secret"), port=free_port()
+    )
+    sandbox.start()
+    try:
+        print(f"{'case':<26} {'held messages back after (s), per run':<40} median")
+        for name, env in CASES.items():
+            times = [one_run(server.url, sandbox, env, args.cap) for _ in range(args.runs)]
+            shown = ", ".join(f"{t:.1f}" if t is not None else f">{args.cap:.0f}" for t in times)
+            done = [t for t in times if t is not None]
+            median = f"{statistics.median(done):.1f}" if len(done) == len(times) else "n/a"
+            print(f"{name:<26} {shown:<40} {median}")
+    finally:
+        sandbox.stop()
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()
