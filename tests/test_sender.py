@@ -203,16 +203,25 @@ def test_attempt_that_died_in_flight_is_unknown_outcome(
 
 
 def test_pacer_spaces_requests_across_senders(redis_client: redis.Redis, clock: FakeClock) -> None:
-    pacer = Pacer(redis_client, Keys("p"), Limits(requests_per_second=5), clock)
+    pacer = Pacer(redis_client, Keys("p"), Limits(requests_per_second=5, guard_ms=0), clock)
     times = [pacer.reserve(1) - clock() for _ in range(6)]
     assert times == pytest.approx([0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
+
+
+def test_pacer_guard_widens_the_spacing(redis_client: redis.Redis, clock: FakeClock) -> None:
+    pacer = Pacer(redis_client, Keys("p"), Limits(requests_per_second=5, guard_ms=10), clock)
+    times = [pacer.reserve(1) - clock() for _ in range(3)]
+    assert times == pytest.approx([0.0, 0.21, 0.42])
 
 
 def test_pacer_contact_window_holds_at_most_the_limit(
     redis_client: redis.Redis, clock: FakeClock
 ) -> None:
     pacer = Pacer(
-        redis_client, Keys("p"), Limits(requests_per_second=1000, contacts_per_minute=250), clock
+        redis_client,
+        Keys("p"),
+        Limits(requests_per_second=1000, contacts_per_minute=250, guard_ms=0),
+        clock,
     )
     times = [pacer.reserve(100) - clock() for _ in range(4)]
     # 100 + 100 fit in the first minute; the third must wait for the first to leave the window.

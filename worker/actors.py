@@ -73,7 +73,11 @@ class Runtime:
         pacer = Pacer(
             redis_client,
             keys,
-            Limits(settings.max_requests_per_second, settings.max_contacts_per_minute),
+            Limits(
+                settings.max_requests_per_second,
+                settings.max_contacts_per_minute,
+                settings.rate_guard_ms,
+            ),
             clock,
         )
         levers = client or LeversClient(

@@ -8,8 +8,8 @@ Rules (G4 of the design):
   contacts spends n);
 * a 429 pauses every sender until its `Retry-After`.
 
-A timeline at 5 requests/s: three workers ask at 12:00:00.000, .010 and .020; they are given
-.000, .200 and .400 and each sleeps until its time. A 429 at .450 with `Retry-After: 2` moves
+A timeline at 5 requests/s (spacing 200 ms + a 10 ms guard): three workers ask at 12:00:00.000,
+.010 and .020; they are given .000, .210 and .420 and each sleeps until its time. A 429 at .450 with `Retry-After: 2` moves
 every later reservation to 12:00:02.450 or after.
 
 A caller that is given a later time *waits* for it (`Pacer.acquire` sleeps): a limit never
@@ -34,6 +34,18 @@ from worker.store import Clock, load_script
 class Limits:
     requests_per_second: float = 5.0
     contacts_per_minute: int = 0  # 0 = no limit
+    # Added to every spacing, ms: a request reaches Levers a little after its reserved time, by
+    # a few ms that vary, and without a margin that jitter can put limit + 1 requests in one
+    # window. 10 ms at 5 requests/s tolerates 50 ms of jitter per window for 5 % of the rate.
+    guard_ms: int = 10
+
+    @property
+    def request_spacing_ms(self) -> int:
+        return max(1, round(1000 / self.requests_per_second)) + self.guard_ms
+
+    @property
+    def contact_window_ms(self) -> int:
+        return 60_000 + 10 * self.guard_ms
 
 
 class Pacer:
@@ -63,9 +75,9 @@ class Pacer:
                 uuid.uuid4().hex,
                 cost,
                 1,
-                max(1, round(1000 / self.limits.requests_per_second)),
+                self.limits.request_spacing_ms,
                 self.limits.contacts_per_minute,
-                60_000,
+                self.limits.contact_window_ms,
             ],
         )
         return int(at_ms) / 1000
