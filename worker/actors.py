@@ -28,7 +28,7 @@ from worker.deadletters import DeadLetters
 from worker.keys import Keys
 from worker.levers import LeversClient, Timeouts
 from worker.metrics import Metrics
-from worker.ratelimit import Limits, Pacer
+from worker.ratelimit import Limits, Pacer, Slots
 from worker.sender import RetryPolicy, Sender
 from worker.settings import Settings
 from worker.store import BatchStore, Clock, StoreConfig
@@ -103,6 +103,16 @@ class Runtime:
                 max_elapsed_seconds=settings.max_retry_seconds,
             ),
             enqueue_batch=enqueue_batch,
+            slots=Slots(
+                redis_client,
+                keys,
+                settings.max_in_flight,
+                # A holder that dies frees its slot once its request could no longer be running.
+                lease_seconds=settings.connect_timeout_seconds
+                + settings.request_timeout_seconds
+                + 5,
+                clock=clock,
+            ),
             resend_unknown=settings.resend_unknown,
             clock=clock,
         )

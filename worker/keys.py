@@ -76,6 +76,11 @@ class Keys:
         return f"{self.namespace}:rate:contacts"
 
     @property
+    def slots(self) -> str:
+        """Sorted set attempt -> lease end (ms): requests on the wire, for LEVERS_MAX_IN_FLIGHT."""
+        return f"{self.namespace}:rate:slots"
+
+    @property
     def pause(self) -> str:
         """Set with a TTL while Levers asked every sender to back off (429)."""
         return f"{self.namespace}:pause"

@@ -8,9 +8,10 @@ Rules (G4 of the design):
   contacts spends n);
 * a 429 pauses every sender until its `Retry-After`.
 
-A timeline at 5 requests/s (spacing 200 ms + a 10 ms guard): three workers ask at 12:00:00.000,
-.010 and .020; they are given .000, .210 and .420 and each sleeps until its time. A 429 at .450 with `Retry-After: 2` moves
-every later reservation to 12:00:02.450 or after.
+A timeline at 5 requests/s (spacing 200 ms + a 10 ms guard): three workers ask at
+12:00:00.000, .010 and .020; they are given .000, .210 and .420 and each sleeps until its
+time. A 429 at .450 with `Retry-After: 2` moves every later reservation to 12:00:02.450 or
+after. With LEVERS_MAX_IN_FLIGHT, a sender also waits for one of that many slots (`Slots`).
 
 A caller that is given a later time *waits* for it (`Pacer.acquire` sleeps): a limit never
 fails a send or burns a retry.
@@ -103,3 +104,55 @@ class Pacer:
     def paused_for(self) -> float:
         raw = self._client.get(self.keys.pause)
         return max(0.0, int(raw) / 1000 - self.clock()) if raw else 0.0
+
+
+class Slots:
+    """At most `limit` requests on the wire at once across every replica (0 = no cap).
+
+    A holder that dies keeps its slot only until its lease ends; a waiter polls, never longer
+    than until the earliest lease would end and never more often than every `poll` seconds.
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        limit: int,
+        lease_seconds: float,
+        clock: Clock = time.time,
+        sleep: Callable[[float], object] | None = None,
+        poll: float = 0.02,
+    ) -> None:
+        self.keys = keys
+        self.limit = limit
+        self.lease_ms = int(lease_seconds * 1000)
+        self.clock = clock
+        self.poll = poll
+        self._sleep = sleep or threading.Event().wait
+        self._client = client
+        self._acquire = load_script(client, "slots")
+
+    def try_acquire(self, owner: str) -> float:
+        """0 when `owner` now holds a slot, else the seconds until one may free up."""
+        if self.limit <= 0:
+            return 0.0
+        got = int(
+            self._acquire(
+                keys=[self.keys.slots],
+                args=[int(self.clock() * 1000), owner, self.limit, self.lease_ms],
+            )
+        )
+        return 0.0 if got == 1 else -got / 1000
+
+    def acquire(self, owner: str) -> float:
+        """Wait for a slot; returns the seconds waited."""
+        waited = 0.0
+        while (wait := self.try_acquire(owner)) > 0:
+            pause = min(wait, self.poll)
+            self._sleep(pause)
+            waited += pause
+        return waited
+
+    def release(self, owner: str) -> None:
+        if self.limit > 0:
+            self._client.zrem(self.keys.slots, owner)

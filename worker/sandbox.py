@@ -483,6 +483,7 @@ class _State:
         self._accepted: list[AcceptedRequest] = []
         self._answers: list[Answer] = []
         self._window: deque[float] = deque()  # arrival times of requests the limiter let in
+        self._throttle_next = 0  # this many next bulk requests get a 429, whatever the dice say
 
     @property
     def config(self) -> SandboxConfig:
@@ -495,6 +496,10 @@ class _State:
             if "seed" in changes:
                 self._random = random.Random(self._config.seed)
             return self._config
+
+    def throttle_next(self, count: int) -> None:
+        with self._lock:
+            self._throttle_next = count
 
     def accepted(self) -> list[AcceptedRequest]:
         with self._lock:
@@ -577,6 +582,9 @@ class _State:
         with self._lock:
             config = self._config
             limited = self._over_rate_limit(config.rate_limit_per_second, now)
+            if self._throttle_next > 0:
+                self._throttle_next -= 1
+                limited = True
             dice = _Dice(
                 answer_429=limited or self._roll(config.rate_429),
                 answer_503=self._roll(config.fail_rate),
@@ -894,6 +902,10 @@ class Sandbox:
         """Replace config fields at runtime: TypeError for an unknown field, ValueError for a bad
         value. Changing `seed` restarts the random choices from it."""
         self._state.configure(**changes)
+
+    def throttle_next(self, count: int = 1) -> None:
+        """Answer the next `count` bulk requests 429 with `retry_after_seconds` (for tests)."""
+        self._state.throttle_next(count)
 
     def accepted(self) -> list[AcceptedRequest]:
         return self._state.accepted()

@@ -39,7 +39,7 @@ from worker.contacts import RESERVED_METADATA_KEY, mask_number, parse_batch_key
 from worker.errors import LeversAuthError, LeversTransportError
 from worker.levers import LeversClient, bulk_body
 from worker.metrics import Metrics, status_class
-from worker.ratelimit import Pacer
+from worker.ratelimit import Pacer, Slots
 from worker.store import BatchStore, Claim, Clock
 
 log = logging.getLogger("levers.sender")
@@ -89,6 +89,7 @@ class Sender:
         policy: RetryPolicy = RetryPolicy(),
         *,
         enqueue_batch: Callable[[str], None] | None = None,
+        slots: Slots | None = None,
         resend_unknown: bool = False,
         clock: Clock = time.time,
         rng: random.Random | None = None,
@@ -99,6 +100,7 @@ class Sender:
         self.metrics = metrics
         self.policy = policy
         self.enqueue_batch = enqueue_batch
+        self.slots = slots
         self.resend_unknown = resend_unknown
         self.clock = clock
         self.rng = rng or random.Random()
@@ -113,12 +115,18 @@ class Sender:
         try:
             template_id, update_existing = parse_batch_key(claim.batch_key)
             body = bulk_body(correlate(claim, batch_id), template_id, update_existing)
-            self.metrics.rate_wait.observe(self.pacer.acquire(len(claim.contacts)))
+            waited = self.pacer.acquire(len(claim.contacts))
+            if self.slots is not None:
+                waited += self.slots.acquire(owner)
+            self.metrics.rate_wait.observe(waited)
             if not self.store.begin(batch_id, owner):
+                self._release(owner)
                 return SendResult("skipped", batch_id, "lease lost before sending")
         except Exception as exc:
             # Nothing was sent: hand the batch back so the next attempt need not wait for the
             # lease to run out, then let dramatiq retry the message.
+            with contextlib.suppress(Exception):
+                self._release(owner)
             with contextlib.suppress(Exception):
                 self.store.finish(batch_id, owner, "retry", detail=repr(exc), throttled=True)
             raise
@@ -134,8 +142,15 @@ class Sender:
         except LeversAuthError as exc:
             self.metrics.requests.labels("error").inc()
             return self._retry(batch_id, owner, claim, None, str(exc), "auth")
+        finally:
+            with contextlib.suppress(Exception):  # a lost release only waits out its lease
+                self._release(owner)
         self.metrics.request_seconds.observe(time.monotonic() - started)
         return self._classify(batch_id, owner, claim, response)
+
+    def _release(self, owner: str) -> None:
+        if self.slots is not None:
+            self.slots.release(owner)
 
     def _classify(
         self, batch_id: str, owner: str, claim: Claim, response: httpx.Response

@@ -37,6 +37,8 @@ class Settings:
     batch_max_wait_seconds: float = 2.0
     max_requests_per_second: float = 5.0
     max_contacts_per_minute: int = 0  # 0 = no limit
+    # Requests on the wire at once across every replica (0 = no cap).
+    max_in_flight: int = 10
     # Margin added to the request spacing against arrival jitter, ms.
     rate_guard_ms: int = 10
     dedupe_window_seconds: int = 3600  # 0 = no cross-batch dedupe
@@ -91,6 +93,7 @@ class Settings:
             "max_contacts_per_minute": reader.integer(
                 "LEVERS_MAX_CONTACTS_PER_MINUTE", cls.max_contacts_per_minute, 0, 10**9
             ),
+            "max_in_flight": reader.integer("LEVERS_MAX_IN_FLIGHT", cls.max_in_flight, 0, 10_000),
             "rate_guard_ms": reader.integer("LEVERS_RATE_GUARD_MS", cls.rate_guard_ms, 0, 1000),
             "dedupe_window_seconds": reader.integer(
                 "LEVERS_DEDUPE_WINDOW_SECONDS", cls.dedupe_window_seconds, 0, 365 * 86400
