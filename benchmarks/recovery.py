@@ -2,9 +2,9 @@
 
 dramatiq gives a dead worker's unacknowledged messages back only after its heartbeat timeout,
 and only when some live process runs broker maintenance (on a random fraction of its Redis
-commands). This measures that delay end to end: worker A is killed while it holds send messages
-for batches it has not started; worker B is already running; we time from the kill until B has
-sent every one of those batches.
+commands). This measures that delay end to end: worker A is killed while both its threads
+wait on slow requests, so the contact messages it prefetched are fetched but not acknowledged;
+worker B starts at once; we time from the kill until every contact has reached the sandbox.
 
     python -m benchmarks.recovery [--runs 3] [--cap 240]
 
@@ -66,12 +66,15 @@ def one_run(redis_url: str, sandbox: Sandbox, case_env: dict[str, str], cap: flo
     a = WorkerProcess({**env, "PROMETHEUS_MULTIPROC_DIR": str(work / "a")}, work / "a.log", 1, 2)
     b = WorkerProcess({**env, "PROMETHEUS_MULTIPROC_DIR": str(work / "b")}, work / "b.log", 1, 2)
     try:
-        # A alone: slow answers keep its two threads busy and its prefetch full of send messages.
+        # A alone: slow answers keep both its threads busy sending, so the contact messages it
+        # has prefetched wait in its memory, fetched but not acknowledged.
+        sandbox.reset()
         sandbox.configure(latency_seconds=2.0)
         a.start()
         a.wait_ready()
         producer = Producer(settings)
-        producer.enqueue_contacts([{"number": f"+96655{i:07d}"} for i in range(200)])
+        numbers = {f"+96655{i:07d}" for i in range(200)}
+        producer.enqueue_contacts([{"number": n} for n in sorted(numbers)])
         producer.close()
         deadline = time.monotonic() + 30
         while store.inflight_states().get("sending", 0) < 2:
@@ -82,11 +85,10 @@ def one_run(redis_url: str, sandbox: Sandbox, case_env: dict[str, str], cap: flo
         killed = time.monotonic()
         sandbox.configure(latency_seconds=0.0)
         b.start()
-        # Batches A was sending are unknown outcomes (resolved by the lease); the rest must be
-        # sent by B, including those whose messages A held when it died.
+        # Every contact must reach the sandbox, including those whose messages A held.
         while True:
-            states = store.inflight_states()
-            if not states.get("queued") and not states.get("cut") and not states.get("claimed"):
+            sent = {c["numberToCall"] for r in sandbox.accepted() for c in r.body["contacts"]}
+            if sent >= numbers:
                 return time.monotonic() - killed
             if time.monotonic() - killed > cap:
                 return None

@@ -75,6 +75,8 @@ class Flusher:
         poll_seconds: float = 0.05,
         reap_every_seconds: float = 1.0,
         housekeeping: Callable[[], object] | None = None,
+        on_reconnect: Callable[[], object] | None = None,
+        reconnected: Callable[[], bool] | None = None,
         clock: Clock = time.time,
     ) -> None:
         self.store = store
@@ -83,6 +85,8 @@ class Flusher:
         self.poll_seconds = poll_seconds
         self.reap_every_seconds = reap_every_seconds
         self.housekeeping = housekeeping
+        self.on_reconnect = on_reconnect
+        self.reconnected = reconnected
         self.clock = clock
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -122,13 +126,21 @@ class Flusher:
         return min(self.poll_seconds, max(0.005, deadline - self.clock()))
 
     def _loop(self) -> None:
+        failing = False
         while not self._stop.is_set():
             try:
                 self.run_once()
                 wait = self._wait_seconds()
             except Exception:  # keep the thread alive through Redis blips; log each one
                 log.exception("flusher pass failed; retrying")
-                wait = 1.0
+                failing, wait = True, 1.0
+            else:
+                # After a Redis outage, however short: a pass of ours failed, or some connection
+                # (a consumer's, a worker thread's) had to connect again.
+                came_back = failing or (self.reconnected is not None and self.reconnected())
+                if came_back and self.on_reconnect is not None:
+                    self.on_reconnect()
+                failing = False
             self._stop.wait(wait)
 
     def start(self) -> None:

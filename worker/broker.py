@@ -7,7 +7,9 @@ queue and actor name, so producers do not need to import the worker's actors.
 
 from __future__ import annotations
 
+import threading
 import time
+import weakref
 from collections.abc import Iterable, Sequence
 from typing import Any
 from uuid import uuid4
@@ -26,15 +28,45 @@ AGGREGATE_ACTOR = "levers_aggregate"
 SEND_ACTOR = "levers_send_batch"
 
 
+class ReconnectWatch:
+    """Notices when any connection of a Redis client connects a second time.
+
+    A reconnect means that connection failed before, so acks or retries sent through it may
+    have been lost (see `worker.process.new_broker_identity`). Installed as redis-py's
+    `redis_connect_func`, it runs the usual connection set-up first.
+    """
+
+    def __init__(self) -> None:
+        self._seen: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._reconnected = threading.Event()
+
+    def __call__(self, connection: Any) -> None:
+        connection.on_connect()
+        if connection in self._seen:
+            self._reconnected.set()
+        else:
+            self._seen.add(connection)
+
+    def take(self) -> bool:
+        """True once after each reconnect."""
+        if self._reconnected.is_set():
+            self._reconnected.clear()
+            return True
+        return False
+
+
 def build_broker(
     settings: Settings,
     *,
     client: redis.Redis | None = None,
     middleware: Sequence[Middleware] = (),
+    watch: ReconnectWatch | None = None,
 ) -> RedisBroker:
     keys = Keys(settings.namespace)
+    if client is None:
+        client = redis.Redis.from_url(settings.redis_url, redis_connect_func=watch)
     broker = RedisBroker(  # type: ignore[no-untyped-call]
-        client=client or redis.Redis.from_url(settings.redis_url),
+        client=client,
         namespace=keys.dramatiq,
         heartbeat_timeout=settings.heartbeat_timeout_ms,
         # How often (per million broker commands) a process runs queue maintenance, which is

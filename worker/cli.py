@@ -52,16 +52,25 @@ def start_metrics_server(port: int) -> None:
 class Supervisor:
     """Runs N worker processes; exits non-zero if one dies, so systemd or Kubernetes notice."""
 
-    def __init__(self, processes: int, threads: int) -> None:
+    def __init__(self, processes: int, threads: int, send_threads: int) -> None:
         self.processes = processes
         self.threads = threads
+        self.send_threads = send_threads
         self.children: list[subprocess.Popen[bytes]] = []
         self.stopping = threading.Event()
         self.signals = 0
 
     def spawn(self) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
-            [sys.executable, "-m", "worker.process", "--threads", str(self.threads)]
+            [
+                sys.executable,
+                "-m",
+                "worker.process",
+                "--threads",
+                str(self.threads),
+                "--send-threads",
+                str(self.send_threads),
+            ]
         )
 
     def on_signal(self, signum: int, _frame: Any) -> None:
@@ -113,7 +122,10 @@ def worker_main(argv: list[str] | None = None) -> int:
         prog="levers-worker", description="Run levers-batcher worker processes."
     )
     parser.add_argument("--processes", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=8, help="aggregator threads per process")
+    parser.add_argument(
+        "--send-threads", type=int, help="sender threads per process (default: --threads)"
+    )
     args = parser.parse_args(argv)
     try:
         settings = Settings.from_env()
@@ -131,7 +143,9 @@ def worker_main(argv: list[str] | None = None) -> int:
     prepare_metrics_dir(settings.metrics_port)
     if settings.metrics_port:
         start_metrics_server(settings.metrics_port)
-    return Supervisor(max(1, args.processes), max(1, args.threads)).run()
+    threads = max(1, args.threads)
+    send_threads = max(1, args.send_threads or threads)
+    return Supervisor(max(1, args.processes), threads, send_threads).run()
 
 
 # -- levers-admin --------------------------------------------------------------------------

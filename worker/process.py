@@ -1,4 +1,4 @@
-"""One worker process: dramatiq consumer threads for both actors plus the flusher thread.
+"""One worker process: a thread pool per queue (contacts, batches) plus the flusher thread.
 
 Started by `levers-worker` (once per `--processes`), with `PROMETHEUS_MULTIPROC_DIR` already set
 by the supervisor. SIGTERM stops it gracefully: consumers stop taking messages, messages in
@@ -11,13 +11,15 @@ import argparse
 import logging
 import signal
 import threading
+import uuid
 
 import dramatiq
+from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware.prometheus import Prometheus
 
 from worker import logs
 from worker.actors import Runtime, declare_actors
-from worker.broker import build_broker
+from worker.broker import BATCHES_QUEUE, CONTACTS_QUEUE, ReconnectWatch, build_broker
 from worker.errors import LeversBatcherError
 from worker.metrics import Metrics
 from worker.settings import Settings
@@ -25,10 +27,28 @@ from worker.settings import Settings
 log = logging.getLogger("levers.process")
 
 
-def run(settings: Settings, threads: int, *, dramatiq_metrics: bool = True) -> int:
+def new_broker_identity(broker: RedisBroker) -> None:
+    """After Redis was unreachable, fetch under a new broker id.
+
+    A message whose ack (or retry) failed during the outage stays in Redis in this process's
+    set of unacknowledged messages, and dramatiq gives such messages back only for a broker id
+    whose heartbeat stopped. Switching ids lets the old one's heartbeat lapse, so dramatiq's own
+    maintenance requeues everything it held after LEVERS_HEARTBEAT_TIMEOUT_MS. Messages still
+    being processed may then run twice, which the actors are built for.
+    """
+    old, broker.broker_id = broker.broker_id, str(uuid.uuid4())
+    log.warning("Redis is back: new broker id", extra={"old": old, "new": broker.broker_id})
+
+
+def run(
+    settings: Settings, threads: int, send_threads: int, *, dramatiq_metrics: bool = True
+) -> int:
     middleware = [Prometheus()] if dramatiq_metrics else []
-    broker = build_broker(settings, middleware=middleware)
+    watch = ReconnectWatch()
+    broker = build_broker(settings, middleware=middleware, watch=watch)
     runtime = Runtime.build(settings, broker, Metrics())
+    runtime.flusher.on_reconnect = lambda: new_broker_identity(broker)
+    runtime.flusher.reconnected = watch.take
     declare_actors(runtime)
     broker.emit_after("process_boot")
 
@@ -36,16 +56,26 @@ def run(settings: Settings, threads: int, *, dramatiq_metrics: bool = True) -> i
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
 
-    worker = dramatiq.Worker(
-        broker, worker_threads=threads, worker_timeout=settings.worker_timeout_ms
-    )
-    worker.start()
+    # Two thread pools: a sender waiting for its rate-limit slot must never leave contacts
+    # waiting to be appended (and so to be cut on time) for lack of a free thread.
+    workers = [
+        dramatiq.Worker(
+            broker,
+            queues={queue},
+            worker_threads=count,
+            worker_timeout=settings.worker_timeout_ms,
+        )
+        for queue, count in ((CONTACTS_QUEUE, threads), (BATCHES_QUEUE, send_threads))
+    ]
+    for worker in workers:
+        worker.start()
     runtime.flusher.start()
-    log.info("worker process started", extra={"threads": threads})
+    log.info("worker process started", extra={"threads": threads, "send_threads": send_threads})
     stop.wait()
     log.info("worker process stopping")
     runtime.flusher.stop()
-    worker.stop()
+    for worker in workers:
+        worker.stop()
     broker.close()
     return 0
 
@@ -53,6 +83,7 @@ def run(settings: Settings, threads: int, *, dramatiq_metrics: bool = True) -> i
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="levers-worker-process")
     parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--send-threads", type=int, default=8)
     parser.add_argument("--no-dramatiq-metrics", action="store_true")
     args = parser.parse_args(argv)
     try:
@@ -61,7 +92,9 @@ def main(argv: list[str] | None = None) -> int:
         print(exc)
         return 2
     logs.configure(settings.log_level)
-    return run(settings, args.threads, dramatiq_metrics=not args.no_dramatiq_metrics)
+    return run(
+        settings, args.threads, args.send_threads, dramatiq_metrics=not args.no_dramatiq_metrics
+    )
 
 
 if __name__ == "__main__":
