@@ -26,7 +26,14 @@ def test_sigterm_finishes_requests_in_flight_and_leaves_pending_contacts(
     worker = start_worker(1, 2, LEVERS_BATCH_MAX_SIZE="50", LEVERS_BATCH_MAX_WAIT_SECONDS="30")
     worker.wait_ready()
     producer.enqueue_contacts([{"number": f"+96655{i:07d}"} for i in range(60)])
-    wait_for(lambda: "sending" in store.inflight_states(), 10, what="the full batch in flight")
+    wait_for(
+        lambda: (
+            "sending" in store.inflight_states()
+            and [p.pending for p in store.pending_status()] == [10]
+        ),
+        10,
+        what="the full batch in flight and the other ten appended",
+    )
     assert worker.stop() == 0
     # The request that was on the wire was answered and recorded, not left unknown.
     [request] = sandbox.accepted()
