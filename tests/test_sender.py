@@ -133,7 +133,11 @@ def test_429_pauses_every_sender(redis_client: redis.Redis, clock: FakeClock) ->
 def test_retries_exhausted_go_to_dead_letters(redis_client: redis.Redis, clock: FakeClock) -> None:
     h = Harness(redis_client, clock, answer(503))
     batch_id = h.cut_batch()
-    outcomes = [h.sender.send(batch_id).outcome for _ in range(3)]
+    outcomes = []
+    for _ in range(3):
+        result = h.sender.send(batch_id)
+        outcomes.append(result.outcome)
+        clock.advance(result.retry_in)  # a retry is not picked before it is due
     assert outcomes == ["retry", "retry", "dead"]
     letters = h.dead_letters()
     assert len(letters) == 3
@@ -313,8 +317,9 @@ def test_throttles_do_not_count_as_attempts(redis_client: redis.Redis, clock: Fa
     batch_id = h.cut_batch()
     outcomes = []
     for _ in range(7):
-        clock.advance(2)
-        outcomes.append(h.sender.send(batch_id).outcome)
+        result = h.sender.send(batch_id)
+        outcomes.append(result.outcome)
+        clock.advance(result.retry_in)
     # Two failures are within max_retries=2; the four 429s did not use any of them up.
     assert outcomes == ["retry"] * 6 + ["sent"]
 
@@ -324,7 +329,8 @@ def test_retries_stop_after_the_elapsed_time_limit(
 ) -> None:
     h = Harness(redis_client, clock, answer(503))
     batch_id = h.cut_batch()
-    assert h.sender.send(batch_id).outcome == "retry"
+    result = h.sender.send(batch_id)
+    assert result.outcome == "retry"
     clock.advance(601)
     assert h.sender.send(batch_id).outcome == "dead"
     assert {letter["reason"] for letter in h.dead_letters()} == {RETRIES_EXHAUSTED}

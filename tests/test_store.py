@@ -181,3 +181,39 @@ def test_finish_sent_expires_record(redis_client: redis.Redis, clock: FakeClock)
     assert redis_client.ttl(store.keys.batch(batch_id)) > 0
     assert store.stats()["contacts_sent"] == 1
     assert store.claim(batch_id, "o2").verdict == "sent"
+
+
+def test_pick_serves_batch_keys_round_robin_oldest_first_within_a_key(
+    redis_client: redis.Redis, clock: FakeClock
+) -> None:
+    store = make_store(redis_client, clock, batch_max_size=1)
+    backlog = []
+    for i in range(6):
+        backlog.append(store.append(contact(i, template_id=TEMPLATE_A), f"a{i}").batch_id)
+        clock.advance(0.01)
+    [late] = [store.append(contact(99, template_id=TEMPLATE_B), "b").batch_id]
+    picked = []
+    for i in range(7):
+        claim = store.pick(hint="whatever", owner=f"o{i}")
+        assert claim.verdict == "claimed"
+        picked.append(claim.batch_id)
+        assert store.finish(claim.batch_id, f"o{i}", "sent", status=201) == []
+    # The late template is served second, not after the whole backlog of the first.
+    assert picked[1] == late
+    assert [p for p in picked if p != late] == backlog
+    assert store.pick(hint="whatever", owner="o").verdict == "idle"
+
+
+def test_a_retry_is_not_picked_before_it_is_due(
+    redis_client: redis.Redis, clock: FakeClock
+) -> None:
+    store = make_store(redis_client, clock, batch_max_size=1)
+    batch_id = store.append(contact(1), "m1").batch_id
+    assert batch_id is not None
+    claim = store.pick(batch_id, "o1")
+    assert claim.batch_id == batch_id
+    store.finish(batch_id, "o1", "retry", retry_at=clock() + 5, batch_key=claim.batch_key)
+    clock.advance(4.999)
+    assert store.pick(batch_id, "o2").verdict == "idle"
+    clock.advance(0.001)
+    assert store.pick(batch_id, "o2").verdict == "claimed"

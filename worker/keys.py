@@ -47,6 +47,21 @@ class Keys:
         """
         return f"{self.namespace}:inflight"
 
+    def ready(self, batch_key: str) -> str:
+        """Sorted set batch id -> time (ms) it may be sent: the batches of one key waiting for
+        a send token. Built in Lua too (pick.lua, reap.lua) from `prefix`."""
+        return f"{self.namespace}:ready:{batch_key}"
+
+    @property
+    def ready_keys(self) -> str:
+        """Sorted set batch key -> time (ms) it was last served: the round robin of pick.lua."""
+        return f"{self.namespace}:ready"
+
+    @property
+    def prefix(self) -> str:
+        """For the scripts that build key names themselves (pick.lua, reap.lua)."""
+        return f"{self.namespace}:"
+
     def message(self, message_id: str) -> str:
         """Marker that a contact message was appended: makes redelivery a no-op."""
         return f"{self.namespace}:msg:{message_id}"

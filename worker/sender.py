@@ -105,9 +105,12 @@ class Sender:
         self.clock = clock
         self.rng = rng or random.Random()
 
-    def send(self, batch_id: str) -> SendResult:
+    def send(self, hint: str) -> SendResult:
+        """Use one send token: the batch sent is chosen round robin across batch keys (see
+        `BatchStore.pick`); `hint` is the batch the token was made for."""
         owner = uuid.uuid4().hex
-        claim = self.store.claim(batch_id, owner, resend_unknown=self.resend_unknown)
+        claim = self.store.pick(hint, owner, resend_unknown=self.resend_unknown)
+        batch_id = claim.batch_id or hint
         if claim.verdict == "unknown":
             return self._dead(batch_id, "", claim, UNKNOWN_OUTCOME, None, "attempt died in flight")
         if claim.verdict != "claimed":
@@ -128,7 +131,14 @@ class Sender:
             with contextlib.suppress(Exception):
                 self._release(owner)
             with contextlib.suppress(Exception):
-                self.store.finish(batch_id, owner, "retry", detail=repr(exc), throttled=True)
+                self.store.finish(
+                    batch_id,
+                    owner,
+                    "retry",
+                    detail=repr(exc),
+                    throttled=True,
+                    batch_key=claim.batch_key,
+                )
             raise
 
         started = time.monotonic()
@@ -218,6 +228,7 @@ class Sender:
             "split",
             status=422,
             detail=_body_excerpt(response),
+            batch_key=claim.batch_key,
             children=children,
             dead_letters=letters,
         )
@@ -266,6 +277,7 @@ class Sender:
             detail=detail,
             retry_at=self.clock() + delay,
             throttled=throttled,
+            batch_key=claim.batch_key,
         )
         self.metrics.retries.labels(reason).inc()
         log.warning(

@@ -23,15 +23,15 @@ from worker.keys import Keys
 
 Clock = Callable[[], float]
 AppendStatus = Literal["appended", "merged", "duplicate", "redelivered"]
-ClaimVerdict = Literal["claimed", "unknown", "busy", "sent", "dead", "split", "missing"]
+ClaimVerdict = Literal["claimed", "unknown", "busy", "sent", "dead", "split", "missing", "idle"]
 Outcome = Literal["sent", "retry", "dead", "split"]
 Entry = tuple[str, dict[str, Any]]  # (contact id, the contact as Levers takes it)
 
 
-def load_script(client: redis.Redis, name: str, *, with_cut: bool = False) -> Any:
-    text = resources.files("worker").joinpath("lua", f"{name}.lua").read_text("utf-8")
-    if with_cut:
-        text = resources.files("worker").joinpath("lua", "cut.lua").read_text("utf-8") + text
+def load_script(client: redis.Redis, name: str, *libraries: str) -> Any:
+    """Register `lua/{name}.lua`, with the shared functions of `libraries` put before it."""
+    folder = resources.files("worker").joinpath("lua")
+    text = "".join(folder.joinpath(f"{part}.lua").read_text("utf-8") for part in (*libraries, name))
     return client.register_script(text)
 
 
@@ -68,6 +68,7 @@ class Claim:
     contacts: tuple[Entry, ...] = ()
     attempts: int = 0
     first_attempt_at: float = 0.0  # clock seconds of the batch's first send attempt
+    batch_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -89,10 +90,11 @@ class BatchStore:
         self.keys = keys
         self.config = config
         self.clock = clock
-        self._append = load_script(client, "append", with_cut=True)
-        self._cut_due = load_script(client, "cut_due", with_cut=True)
+        self._append = load_script(client, "append", "cut")
+        self._cut_due = load_script(client, "cut_due", "cut")
         self._queued = load_script(client, "queued")
-        self._claim = load_script(client, "claim")
+        self._claim = load_script(client, "claim", "lease")
+        self._pick = load_script(client, "pick", "lease")
         self._begin = load_script(client, "begin")
         self._finish = load_script(client, "finish")
         self._reap = load_script(client, "reap")
@@ -118,6 +120,8 @@ class BatchStore:
                 self.keys.stats,
                 self.keys.message(contact_id),
                 self.keys.dedupe(key, token),
+                self.keys.ready(key),
+                self.keys.ready_keys,
             ],
             args=[
                 self._now_ms(),
@@ -158,6 +162,8 @@ class BatchStore:
                     self.keys.batch(batch_id),
                     self.keys.inflight,
                     self.keys.stats,
+                    self.keys.ready(batch_key),
+                    self.keys.ready_keys,
                 ],
                 args=[
                     self._now_ms(),
@@ -210,11 +216,26 @@ class BatchStore:
                 int(resend_unknown),
             ],
         )
-        name: ClaimVerdict = as_text(verdict)  # type: ignore[assignment]
-        if name not in ("claimed", "unknown"):
-            return Claim(name)
-        entries = tuple((cid, entry) for cid, entry in json.loads(contacts))
-        return Claim(name, as_text(key), entries, int(attempts), int(first_ms) / 1000)
+        return _claim(verdict, key, contacts, attempts, first_ms, batch_id)
+
+    def pick(self, hint: str, owner: str, *, resend_unknown: bool = False) -> Claim:
+        """Claim the next batch to send, round robin across batch keys (see pick.lua).
+
+        `hint` is the batch the send message names: if its attempt died in flight, the verdict
+        is `unknown` for it; otherwise the batch claimed may be another (`Claim.batch_id`).
+        """
+        verdict, key, contacts, attempts, first_ms, batch_id = self._pick(
+            keys=[self.keys.batch(hint), self.keys.inflight, self.keys.ready_keys],
+            args=[
+                self._now_ms(),
+                hint,
+                int(self.config.send_lease_seconds * 1000),
+                owner,
+                int(resend_unknown),
+                self.keys.prefix,
+            ],
+        )
+        return _claim(verdict, key, contacts, attempts, first_ms, as_text(batch_id))
 
     def begin(self, batch_id: str, owner: str) -> bool:
         """Mark the claimed batch `sending` just before its request; False: do not send."""
@@ -241,10 +262,14 @@ class BatchStore:
         retry_at: float | None = None,
         sent: int = 0,
         throttled: bool = False,
+        batch_key: str = "",
         children: Sequence[Sequence[Entry]] = (),
         dead_letters: Sequence[tuple[str, dict[str, Any]]] = (),
     ) -> list[str] | None:
         """Record an attempt's outcome. `owner=""` finishes a batch whose lease ran out.
+
+        `batch_key` is needed for `retry` and `split`: the batch (or its children) become
+        ready to send again in that key's queue.
 
         Returns the ids of the child batches made (outcome `split`; they wait in the outbox to be
         queued), or None when the caller no longer owned the batch and nothing was recorded.
@@ -268,6 +293,7 @@ class BatchStore:
             look_at,
             sent,
             int(throttled),
+            int((retry_at or self.clock()) * 1000),
             len(children),
             *child_ids,
             *(_compact(list(child)) for child in children),
@@ -281,6 +307,8 @@ class BatchStore:
                 self.keys.stats,
                 self.keys.dead,
                 self.keys.dead_index,
+                self.keys.ready(batch_key),
+                self.keys.ready_keys,
                 *(self.keys.batch(child) for child in child_ids),
             ],
             args=args,
@@ -294,8 +322,13 @@ class BatchStore:
         for raw in due:
             batch_id = as_text(raw)
             action = self._reap(
-                keys=[self.keys.batch(batch_id), self.keys.inflight],
-                args=[self._now_ms(), batch_id, int(self.config.requeue_after_seconds * 1000)],
+                keys=[self.keys.batch(batch_id), self.keys.inflight, self.keys.ready_keys],
+                args=[
+                    self._now_ms(),
+                    batch_id,
+                    int(self.config.requeue_after_seconds * 1000),
+                    self.keys.prefix,
+                ],
             )
             if as_text(action) == "send":
                 to_send.append(batch_id)
@@ -339,6 +372,16 @@ class BatchStore:
 
     def stats(self) -> dict[str, int]:
         return {as_text(k): int(v) for k, v in self.client.hgetall(self.keys.stats).items()}
+
+
+def _claim(
+    verdict: Any, key: Any, contacts: Any, attempts: Any, first_ms: Any, batch_id: str
+) -> Claim:
+    name: ClaimVerdict = as_text(verdict)  # type: ignore[assignment]
+    if name not in ("claimed", "unknown"):
+        return Claim(name, batch_id=batch_id)
+    entries = tuple((cid, entry) for cid, entry in json.loads(contacts))
+    return Claim(name, as_text(key), entries, int(attempts), int(first_ms) / 1000, batch_id)
 
 
 def _compact(value: Any) -> str:

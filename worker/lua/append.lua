@@ -8,6 +8,8 @@
 -- KEYS[6] stats hash       {ns}:stats
 -- KEYS[7] message marker   {ns}:msg:{message_id}
 -- KEYS[8] dedupe marker    {ns}:dedupe:{batch_key}:{token}
+-- KEYS[9] ready zset       {ns}:ready:{batch_key}     batch id -> when it may be sent (ms)
+-- KEYS[10] ready keys zset {ns}:ready                 batch key -> when last served (ms)
 --
 -- ARGV[1] now_ms  ARGV[2] batch_key  ARGV[3] E.164 number  ARGV[4] stored contact JSON
 -- ARGV[5] message id  ARGV[6] max_size  ARGV[7] max_wait_ms  ARGV[8] dedupe ttl s (0 = off)
@@ -52,7 +54,7 @@ redis.call('HINCRBY', KEYS[6], 'contacts_' .. status, 1)
 
 local cut_size = 0
 if redis.call('ZCARD', KEYS[2]) >= max_size then
-  cut_size = cut(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], batch_key, ARGV[10],
-                 now_ms, max_size, max_wait_ms, tonumber(ARGV[11]), 'size')
+  cut_size = cut(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[9], KEYS[10],
+                 batch_key, ARGV[10], now_ms, max_size, max_wait_ms, tonumber(ARGV[11]), 'size')
 end
 return {status, cut_size}
