@@ -1,12 +1,13 @@
-"""The concurrency cap shared through Redis, with a fake clock."""
+"""The concurrency cap and adaptive mode, shared through Redis, with a fake clock."""
 
 from __future__ import annotations
 
+import pytest
 import redis
 
 from tests.conftest import FakeClock
 from worker.keys import Keys
-from worker.ratelimit import Slots
+from worker.ratelimit import Limits, Pacer, Slots
 
 
 def test_slots_cap_holders_and_free_them_on_release_or_lease_end(
@@ -44,3 +45,42 @@ def test_no_limit_means_no_redis_state(redis_client: redis.Redis, clock: FakeClo
     slots = Slots(redis_client, Keys("r"), limit=0, lease_seconds=10, clock=clock)
     assert all(slots.try_acquire(str(i)) == 0 for i in range(100))
     assert redis_client.exists(Keys("r").slots) == 0
+
+
+def test_adaptive_rate_rises_additively_and_falls_multiplicatively(
+    redis_client: redis.Redis, clock: FakeClock
+) -> None:
+    limits = Limits(requests_per_second=10, adaptive=True, adaptive_floor=1, adaptive_step=0.5)
+    pacer = Pacer(redis_client, Keys("r"), limits, clock)
+    assert pacer.observe(429, 0) == 5.0  # starts at the ceiling, halves
+    assert pacer.observe(503, 0) == 5.0  # a second signal within a second is the same burst
+    assert pacer.observe(201, 0.1) == 5.5
+    assert pacer.observe(201, 0.1) == 6.0
+    assert pacer.observe(201, 0.5) == 6.0  # latency jumped: hold, do not climb
+    clock.advance(1)
+    assert pacer.observe(429, 0) == 3.0
+    for _ in range(3):
+        clock.advance(1)
+        pacer.observe(429, 0)
+    assert pacer.observe(None, 0) is None  # no answer: no signal
+    assert float(redis_client.hget(Keys("r").adaptive, "rate") or 0) == 1.0  # the floor
+    for _ in range(40):
+        pacer.observe(201, 0.1)
+    assert float(redis_client.hget(Keys("r").adaptive, "rate") or 0) == 10.0  # the ceiling
+
+
+def test_adaptive_rate_sets_the_spacing(redis_client: redis.Redis, clock: FakeClock) -> None:
+    limits = Limits(requests_per_second=10, guard_ms=0, adaptive=True, adaptive_floor=1)
+    pacer = Pacer(redis_client, Keys("r"), limits, clock)
+    assert [pacer.reserve(1) - clock() for _ in range(2)] == pytest.approx([0, 0.1])
+    clock.advance(1)
+    pacer.observe(429, 0)  # 10 -> 5 requests/s
+    start = clock()
+    times = [pacer.reserve(1) - start for _ in range(3)]
+    assert times == pytest.approx([0, 0.2, 0.4])
+
+
+def test_adaptive_off_ignores_outcomes(redis_client: redis.Redis, clock: FakeClock) -> None:
+    pacer = Pacer(redis_client, Keys("r"), Limits(requests_per_second=10), clock)
+    assert pacer.observe(429, 0) is None
+    assert redis_client.exists(Keys("r").adaptive) == 0

@@ -77,6 +77,11 @@ class Runtime:
                 settings.max_requests_per_second,
                 settings.max_contacts_per_minute,
                 settings.rate_guard_ms,
+                adaptive=settings.adaptive_rate,
+                adaptive_floor=min(
+                    settings.adaptive_min_requests_per_second, settings.max_requests_per_second
+                ),
+                adaptive_step=settings.adaptive_step,
             ),
             clock,
         )

@@ -86,6 +86,11 @@ class Keys:
         return f"{self.namespace}:rate:requests"
 
     @property
+    def adaptive(self) -> str:
+        """Hash of the adaptive mode: current shared request rate and latency average."""
+        return f"{self.namespace}:rate:adaptive"
+
+    @property
     def contact_rate(self) -> str:
         """Theoretical arrival time of the global contacts-per-minute pacer (GCRA)."""
         return f"{self.namespace}:rate:contacts"

@@ -13,6 +13,13 @@ A timeline at 5 requests/s (spacing 200 ms + a 10 ms guard): three workers ask a
 time. A 429 at .450 with `Retry-After: 2` moves every later reservation to 12:00:02.450 or
 after. With LEVERS_MAX_IN_FLIGHT, a sender also waits for one of that many slots (`Slots`).
 
+Adaptive mode (LEVERS_ADAPTIVE_RATE=true) is for an account whose real limit is unknown: the
+shared rate starts at LEVERS_MAX_REQUESTS_PER_SECOND, drops by half on a 429 or 503 (once a
+second at most) and climbs back by LEVERS_ADAPTIVE_STEP per success whose latency is within
+twice the running average, never below LEVERS_ADAPTIVE_MIN_REQUESTS_PER_SECOND. With a real
+limit of 5/s and the default step, it settles into a saw-tooth between about 2.5 and 5 requests/s
+with a 429 every fifty requests or so.
+
 A caller that is given a later time *waits* for it (`Pacer.acquire` sleeps): a limit never
 fails a send or burns a retry.
 """
@@ -39,6 +46,11 @@ class Limits:
     # a few ms that vary, and without a margin that jitter can put limit + 1 requests in one
     # window. 10 ms at 5 requests/s tolerates 50 ms of jitter per window for 5 % of the rate.
     guard_ms: int = 10
+    # Adaptive mode: the shared rate moves between `adaptive_floor` and requests_per_second.
+    adaptive: bool = False
+    adaptive_floor: float = 0.5
+    adaptive_step: float = 0.05  # requests/s added per success with stable latency
+    adaptive_factor: float = 0.5  # rate multiplied by this on a 429 or 503
 
     @property
     def request_spacing_ms(self) -> int:
@@ -65,12 +77,13 @@ class Pacer:
         self._client = client
         self._acquire = load_script(client, "acquire")
         self._pause = load_script(client, "pause")
+        self._adapt = load_script(client, "adapt")
 
     def reserve(self, cost: int) -> float:
         """Reserve a send time for a request of `cost` contacts; returns it (clock seconds)."""
         now_ms = int(self.clock() * 1000)
         at_ms = self._acquire(
-            keys=[self.keys.rate, self.keys.contact_rate, self.keys.pause],
+            keys=[self.keys.rate, self.keys.contact_rate, self.keys.pause, self.keys.adaptive],
             args=[
                 now_ms,
                 uuid.uuid4().hex,
@@ -79,6 +92,8 @@ class Pacer:
                 self.limits.request_spacing_ms,
                 self.limits.contacts_per_minute,
                 self.limits.contact_window_ms,
+                int(self.limits.adaptive),
+                self.limits.guard_ms,
             ],
         )
         return int(at_ms) / 1000
@@ -94,6 +109,30 @@ class Pacer:
             # A 429 elsewhere while we slept moves everyone back: take a new place.
             if self.paused_for() <= 0:
                 return waited
+
+    def observe(self, status: int | None, latency_seconds: float) -> float | None:
+        """Feed a request's outcome to adaptive mode; returns the new shared rate (None: off)."""
+        if not self.limits.adaptive:
+            return None
+        if status is not None and 200 <= status < 300:
+            outcome = "ok"
+        elif status in (429, 503):
+            outcome = "throttled"
+        else:
+            return None
+        rate = self._adapt(
+            keys=[self.keys.adaptive],
+            args=[
+                int(self.clock() * 1000),
+                outcome,
+                int(latency_seconds * 1000),
+                self.limits.adaptive_floor,
+                self.limits.requests_per_second,
+                self.limits.adaptive_step,
+                self.limits.adaptive_factor,
+            ],
+        )
+        return float(rate)
 
     def pause(self, seconds: float) -> float:
         """Pause every sender for `seconds` from now (extends, never shortens)."""

@@ -155,7 +155,9 @@ class Sender:
         finally:
             with contextlib.suppress(Exception):  # a lost release only waits out its lease
                 self._release(owner)
-        self.metrics.request_seconds.observe(time.monotonic() - started)
+        latency = time.monotonic() - started
+        self.metrics.request_seconds.observe(latency)
+        self.pacer.observe(response.status_code, latency)
         return self._classify(batch_id, owner, claim, response)
 
     def _release(self, owner: str) -> None:

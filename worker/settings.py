@@ -37,6 +37,10 @@ class Settings:
     batch_max_wait_seconds: float = 2.0
     max_requests_per_second: float = 5.0
     max_contacts_per_minute: int = 0  # 0 = no limit
+    # Adaptive mode: find an unknown rate limit (see worker/ratelimit.py).
+    adaptive_rate: bool = False
+    adaptive_min_requests_per_second: float = 0.5
+    adaptive_step: float = 0.05
     # Requests on the wire at once across every replica (0 = no cap).
     max_in_flight: int = 10
     # Margin added to the request spacing against arrival jitter, ms.
@@ -93,6 +97,14 @@ class Settings:
             "max_contacts_per_minute": reader.integer(
                 "LEVERS_MAX_CONTACTS_PER_MINUTE", cls.max_contacts_per_minute, 0, 10**9
             ),
+            "adaptive_rate": reader.boolean("LEVERS_ADAPTIVE_RATE", cls.adaptive_rate),
+            "adaptive_min_requests_per_second": reader.number(
+                "LEVERS_ADAPTIVE_MIN_REQUESTS_PER_SECOND",
+                cls.adaptive_min_requests_per_second,
+                0.01,
+                10_000,
+            ),
+            "adaptive_step": reader.number("LEVERS_ADAPTIVE_STEP", cls.adaptive_step, 0.001, 100),
             "max_in_flight": reader.integer("LEVERS_MAX_IN_FLIGHT", cls.max_in_flight, 0, 10_000),
             "rate_guard_ms": reader.integer("LEVERS_RATE_GUARD_MS", cls.rate_guard_ms, 0, 1000),
             "dedupe_window_seconds": reader.integer(

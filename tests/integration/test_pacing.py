@@ -75,3 +75,54 @@ def test_in_flight_cap_holds_across_processes(
     arrivals = sorted(r.received_at for r in sandbox.accepted())
     # Each request is held 0.5 s: with two on the wire at most, any three arrivals span 0.5 s.
     assert min(c - a for a, c in zip(arrivals, arrivals[2:], strict=False)) >= 0.45
+
+
+def test_contacts_per_minute_holds_in_every_window_and_is_used(
+    sandbox: Sandbox, producer: Producer, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    limit, size = 300, 50
+    producer.enqueue_contacts([{"number": f"+96655{i:07d}"} for i in range(8 * size)])
+    for _ in range(2):
+        start_worker(
+            1,
+            4,
+            LEVERS_BATCH_MAX_SIZE=str(size),
+            LEVERS_MAX_REQUESTS_PER_SECOND="5",
+            LEVERS_MAX_CONTACTS_PER_MINUTE=str(limit),
+        )
+    wait_for(lambda: len(sandbox.accepted()) >= 8, 90, interval=0.2, what="8 requests")
+    arrivals = sorted(r.received_at for r in sandbox.accepted())
+    for start in arrivals:
+        in_window = sum(size for t in arrivals if start <= t < start + 60)
+        assert in_window <= limit
+    # The seventh request goes as soon as the first has left the window, not much later.
+    assert 60.0 <= arrivals[6] - arrivals[0] <= 61.5
+
+
+def test_adaptive_mode_finds_an_unknown_limit(
+    sandbox: Sandbox, producer: Producer, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    # Levers' real limit is 5/s; the operator only knows it is somewhere below 20.
+    sandbox.configure(rate_limit_per_second=5, retry_after_seconds=1)
+    producer.enqueue_contacts([{"number": f"+96655{i:07d}"} for i in range(3000)])
+    for _ in range(2):
+        start_worker(
+            1,
+            4,
+            LEVERS_BATCH_MAX_SIZE="10",
+            LEVERS_MAX_REQUESTS_PER_SECOND="20",
+            LEVERS_ADAPTIVE_RATE="true",
+        )
+    wait_for(lambda: len(sandbox.accepted()) >= 5, 30, what="sending to start")
+    start = min(r.received_at for r in sandbox.accepted())
+    wait_for(
+        lambda: any(a.received_at > start + 50 for a in sandbox.stats().answers),
+        90,
+        interval=0.5,
+        what="50 s of sending",
+    )
+    settled = [a for a in sandbox.stats().answers if start + 30 <= a.received_at <= start + 50]
+    throttled = sum(1 for a in settled if a.status == 429)
+    assert throttled / len(settled) < 0.05, f"{throttled} of {len(settled)} answered 429"
+    # It converged near the limit, not to a crawl.
+    assert len(settled) / 20 >= 0.6 * 5

@@ -4,10 +4,12 @@
 -- KEYS[1] request log   zset {ns}:rate:requests   member "<id>" -> reserved time (ms)
 -- KEYS[2] contact log   zset {ns}:rate:contacts   member "<id>:<cost>" -> reserved time (ms)
 -- KEYS[3] pause         string {ns}:pause         time (ms) until which nobody sends (429)
+-- KEYS[4] adaptive      hash {ns}:rate:adaptive   its `rate` replaces ARGV[5] when ARGV[8] = 1
 --
 -- ARGV[1] now_ms  ARGV[2] reservation id  ARGV[3] cost (contacts)
 -- ARGV[4] request limit per window  ARGV[5] request window ms
 -- ARGV[6] contact limit per window (0 = off)  ARGV[7] contact window ms
+-- ARGV[8] 1 = adaptive mode  ARGV[9] guard ms added to the adaptive spacing
 --
 -- Returns the reserved time in ms (>= now). The caller waits until then and sends; the
 -- reservation stands even if it does not send, so every window holds at most its limit.
@@ -42,7 +44,14 @@ end
 local function one(_) return 1 end
 local function contacts(member) return tonumber(string.match(member, ':(%d+)$')) end
 
-local at = earliest(KEYS[1], tonumber(ARGV[4]), tonumber(ARGV[5]), one)
+local request_window = tonumber(ARGV[5])
+if ARGV[8] == '1' then
+  local rate = tonumber(redis.call('HGET', KEYS[4], 'rate'))
+  if rate then
+    request_window = math.floor(1000 / rate) + tonumber(ARGV[9])
+  end
+end
+local at = earliest(KEYS[1], tonumber(ARGV[4]), request_window, one)
 local contact_limit = tonumber(ARGV[6])
 if contact_limit > 0 then
   at = math.max(at, earliest(KEYS[2], contact_limit, tonumber(ARGV[7]), contacts))
@@ -51,7 +60,7 @@ local paused = tonumber(redis.call('GET', KEYS[3]) or '0')
 at = math.max(at, paused)
 
 redis.call('ZADD', KEYS[1], at, ARGV[2])
-redis.call('PEXPIRE', KEYS[1], at - now_ms + tonumber(ARGV[5]) + 1000)
+redis.call('PEXPIRE', KEYS[1], at - now_ms + request_window + 1000)
 if contact_limit > 0 then
   redis.call('ZADD', KEYS[2], at, ARGV[2] .. ':' .. cost)
   redis.call('PEXPIRE', KEYS[2], at - now_ms + tonumber(ARGV[7]) + 1000)
