@@ -70,7 +70,7 @@ def test_adaptive_rate_rises_additively_and_falls_multiplicatively(
 
 
 def test_adaptive_rate_sets_the_spacing(redis_client: redis.Redis, clock: FakeClock) -> None:
-    limits = Limits(requests_per_second=10, guard_ms=0, adaptive=True, adaptive_floor=1)
+    limits = Limits(requests_per_second=10, jitter_ms=0, adaptive=True, adaptive_floor=1)
     pacer = Pacer(redis_client, Keys("r"), limits, clock)
     assert [pacer.reserve(1) - clock() for _ in range(2)] == pytest.approx([0, 0.1])
     clock.advance(1)
@@ -84,3 +84,12 @@ def test_adaptive_off_ignores_outcomes(redis_client: redis.Redis, clock: FakeClo
     pacer = Pacer(redis_client, Keys("r"), Limits(requests_per_second=10), clock)
     assert pacer.observe(429, 0) is None
     assert redis_client.exists(Keys("r").adaptive) == 0
+
+
+def test_spacing_that_is_not_a_whole_number_of_ms(
+    redis_client: redis.Redis, clock: FakeClock
+) -> None:
+    pacer = Pacer(redis_client, Keys("r"), Limits(requests_per_second=3, jitter_ms=0), clock)
+    times = [pacer.reserve(1) - clock() for _ in range(4)]
+    # 333.3 ms apart, each rounded up to the next whole ms: never early.
+    assert times == pytest.approx([0, 0.334, 0.667, 1.0], abs=1e-6)

@@ -207,15 +207,17 @@ def test_attempt_that_died_in_flight_is_unknown_outcome(
 
 
 def test_pacer_spaces_requests_across_senders(redis_client: redis.Redis, clock: FakeClock) -> None:
-    pacer = Pacer(redis_client, Keys("p"), Limits(requests_per_second=5, guard_ms=0), clock)
+    pacer = Pacer(redis_client, Keys("p"), Limits(requests_per_second=5, jitter_ms=0), clock)
     times = [pacer.reserve(1) - clock() for _ in range(6)]
     assert times == pytest.approx([0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
 
 
-def test_pacer_guard_widens_the_spacing(redis_client: redis.Redis, clock: FakeClock) -> None:
-    pacer = Pacer(redis_client, Keys("p"), Limits(requests_per_second=5, guard_ms=10), clock)
+def test_pacer_jitter_margin_widens_the_spacing(
+    redis_client: redis.Redis, clock: FakeClock
+) -> None:
+    pacer = Pacer(redis_client, Keys("p"), Limits(requests_per_second=5, jitter_ms=40), clock)
     times = [pacer.reserve(1) - clock() for _ in range(3)]
-    assert times == pytest.approx([0.0, 0.21, 0.42])
+    assert times == pytest.approx([0.0, 0.208, 0.416])
 
 
 def test_pacer_contact_window_holds_at_most_the_limit(
@@ -224,7 +226,7 @@ def test_pacer_contact_window_holds_at_most_the_limit(
     pacer = Pacer(
         redis_client,
         Keys("p"),
-        Limits(requests_per_second=1000, contacts_per_minute=250, guard_ms=0),
+        Limits(requests_per_second=1000, contacts_per_minute=250, jitter_ms=0),
         clock,
     )
     times = [pacer.reserve(100) - clock() for _ in range(4)]

@@ -76,7 +76,7 @@ class Runtime:
             Limits(
                 settings.max_requests_per_second,
                 settings.max_contacts_per_minute,
-                settings.rate_guard_ms,
+                settings.rate_jitter_ms,
                 adaptive=settings.adaptive_rate,
                 adaptive_floor=min(
                     settings.adaptive_min_requests_per_second, settings.max_requests_per_second

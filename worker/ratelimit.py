@@ -8,8 +8,8 @@ Rules (G4 of the design):
   contacts spends n);
 * a 429 pauses every sender until its `Retry-After`.
 
-A timeline at 5 requests/s (spacing 200 ms + a 10 ms guard): three workers ask at
-12:00:00.000, .010 and .020; they are given .000, .210 and .420 and each sleeps until its
+A timeline at 5 requests/s (spacing (1000 + 40 ms jitter margin) / 5 = 208 ms): three workers
+ask at 12:00:00.000, .010 and .020; they are given .000, .208 and .416 and each sleeps until its
 time. A 429 at .450 with `Retry-After: 2` moves every later reservation to 12:00:02.450 or
 after. With LEVERS_MAX_IN_FLIGHT, a sender also waits for one of that many slots (`Slots`).
 
@@ -42,10 +42,10 @@ from worker.store import Clock, load_script
 class Limits:
     requests_per_second: float = 5.0
     contacts_per_minute: int = 0  # 0 = no limit
-    # Added to every spacing, ms: a request reaches Levers a little after its reserved time, by
-    # a few ms that vary, and without a margin that jitter can put limit + 1 requests in one
-    # window. 10 ms at 5 requests/s tolerates 50 ms of jitter per window for 5 % of the rate.
-    guard_ms: int = 10
+    # A request reaches Levers a little after its reserved time, by a few ms that vary; without
+    # a margin, that jitter can put limit + 1 requests in one second. Spacing requests by
+    # (1000 + jitter_ms) / rate tolerates jitter_ms per second for jitter_ms / 1000 of the rate.
+    jitter_ms: float = 40.0
     # Adaptive mode: the shared rate moves between `adaptive_floor` and requests_per_second.
     adaptive: bool = False
     adaptive_floor: float = 0.5
@@ -53,12 +53,12 @@ class Limits:
     adaptive_factor: float = 0.5  # rate multiplied by this on a 429 or 503
 
     @property
-    def request_spacing_ms(self) -> int:
-        return max(1, round(1000 / self.requests_per_second)) + self.guard_ms
+    def request_spacing_ms(self) -> float:
+        return (1000 + self.jitter_ms) / self.requests_per_second
 
     @property
-    def contact_window_ms(self) -> int:
-        return 60_000 + 10 * self.guard_ms
+    def contact_window_ms(self) -> float:
+        return 60_000 + self.jitter_ms
 
 
 class Pacer:
@@ -93,7 +93,7 @@ class Pacer:
                 self.limits.contacts_per_minute,
                 self.limits.contact_window_ms,
                 int(self.limits.adaptive),
-                self.limits.guard_ms,
+                self.limits.jitter_ms,
             ],
         )
         return int(at_ms) / 1000

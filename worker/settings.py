@@ -43,8 +43,8 @@ class Settings:
     adaptive_step: float = 0.05
     # Requests on the wire at once across every replica (0 = no cap).
     max_in_flight: int = 10
-    # Margin added to the request spacing against arrival jitter, ms.
-    rate_guard_ms: int = 10
+    # Arrival jitter tolerated per second by the request spacing, ms (see worker/ratelimit.py).
+    rate_jitter_ms: float = 40.0
     dedupe_window_seconds: int = 3600  # 0 = no cross-batch dedupe
     default_region: str | None = None
     metrics_port: int = 9191
@@ -106,7 +106,7 @@ class Settings:
             ),
             "adaptive_step": reader.number("LEVERS_ADAPTIVE_STEP", cls.adaptive_step, 0.001, 100),
             "max_in_flight": reader.integer("LEVERS_MAX_IN_FLIGHT", cls.max_in_flight, 0, 10_000),
-            "rate_guard_ms": reader.integer("LEVERS_RATE_GUARD_MS", cls.rate_guard_ms, 0, 1000),
+            "rate_jitter_ms": reader.number("LEVERS_RATE_JITTER_MS", cls.rate_jitter_ms, 0, 500),
             "dedupe_window_seconds": reader.integer(
                 "LEVERS_DEDUPE_WINDOW_SECONDS", cls.dedupe_window_seconds, 0, 365 * 86400
             ),

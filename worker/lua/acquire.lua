@@ -9,7 +9,7 @@
 -- ARGV[1] now_ms  ARGV[2] reservation id  ARGV[3] cost (contacts)
 -- ARGV[4] request limit per window  ARGV[5] request window ms
 -- ARGV[6] contact limit per window (0 = off)  ARGV[7] contact window ms
--- ARGV[8] 1 = adaptive mode  ARGV[9] guard ms added to the adaptive spacing
+-- ARGV[8] 1 = adaptive mode  ARGV[9] jitter ms tolerated per second (see ratelimit.py)
 --
 -- Returns the reserved time in ms (>= now). The caller waits until then and sends; the
 -- reservation stands even if it does not send, so every window holds at most its limit.
@@ -48,7 +48,7 @@ local request_window = tonumber(ARGV[5])
 if ARGV[8] == '1' then
   local rate = tonumber(redis.call('HGET', KEYS[4], 'rate'))
   if rate then
-    request_window = math.floor(1000 / rate) + tonumber(ARGV[9])
+    request_window = (1000 + tonumber(ARGV[9])) / rate
   end
 end
 local at = earliest(KEYS[1], tonumber(ARGV[4]), request_window, one)
@@ -60,9 +60,9 @@ local paused = tonumber(redis.call('GET', KEYS[3]) or '0')
 at = math.max(at, paused)
 
 redis.call('ZADD', KEYS[1], at, ARGV[2])
-redis.call('PEXPIRE', KEYS[1], at - now_ms + request_window + 1000)
+redis.call('PEXPIRE', KEYS[1], math.ceil(at - now_ms + request_window) + 1000)
 if contact_limit > 0 then
   redis.call('ZADD', KEYS[2], at, ARGV[2] .. ':' .. cost)
-  redis.call('PEXPIRE', KEYS[2], at - now_ms + tonumber(ARGV[7]) + 1000)
+  redis.call('PEXPIRE', KEYS[2], math.ceil(at - now_ms + tonumber(ARGV[7])) + 1000)
 end
-return at
+return math.ceil(at)
