@@ -92,6 +92,7 @@ class Runtime:
             api_token=settings.api_token,
             timeouts=Timeouts(settings.connect_timeout_seconds, settings.request_timeout_seconds),
             clock=clock,
+            on_token=lambda ok: (metrics.token_refreshes if ok else metrics.token_failures).inc(),
         )
 
         def enqueue_batch(batch_id: str) -> None:

@@ -40,13 +40,51 @@ def prepare_metrics_dir(port: int) -> Path:
     return path
 
 
-def start_metrics_server(port: int) -> None:
+def start_endpoint(settings: Settings, supervisor: Supervisor) -> None:
+    """/metrics, /healthz and /readyz on LEVERS_METRICS_PORT (see docs/metrics.md)."""
     # Imported here, after PROMETHEUS_MULTIPROC_DIR is set: prometheus_client reads it on import.
-    from prometheus_client import CollectorRegistry, multiprocess, start_http_server
+    import httpx
+    import redis
+    from prometheus_client import CollectorRegistry, multiprocess
 
+    from worker.actors import store_config
+    from worker.errors import LeversAuthError
+    from worker.exposition import Endpoint, RedisStateCollector
+    from worker.keys import Keys
+    from worker.levers import Timeouts, TokenProvider
+    from worker.store import BatchStore
+
+    client = redis.Redis.from_url(settings.redis_url)
+    store = BatchStore(client, Keys(settings.namespace), store_config(settings))
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-    start_http_server(port, registry=registry)
+    registry.register(
+        RedisStateCollector(
+            store, settings.metrics_max_batch_keys, settings.max_requests_per_second
+        )
+    )
+    tokens = TokenProvider(
+        httpx.Client(
+            base_url=settings.base_url,
+            timeout=Timeouts(settings.connect_timeout_seconds, 10).to_httpx(),
+        ),
+        client_id=settings.client_id,
+        client_secret=settings.client_secret,
+        api_token=settings.api_token,
+    )
+
+    def ready() -> str | None:
+        try:
+            client.ping()
+        except redis.RedisError as exc:
+            return f"Redis does not answer ({type(exc).__name__})"
+        try:
+            tokens.get()
+        except LeversAuthError as exc:
+            return f"no Levers token: {exc}"
+        return None
+
+    Endpoint(settings.metrics_port, registry, supervisor.healthy, ready).start()
 
 
 class Supervisor:
@@ -72,6 +110,9 @@ class Supervisor:
                 str(self.send_threads),
             ]
         )
+
+    def healthy(self) -> bool:
+        return not self.stopping.is_set() and all(c.poll() is None for c in self.children)
 
     def on_signal(self, signum: int, _frame: Any) -> None:
         self.signals += 1
@@ -139,13 +180,14 @@ def worker_main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    logs.configure(settings.log_level)
+    logs.configure(settings.log_level, settings.log_format)
     prepare_metrics_dir(settings.metrics_port)
-    if settings.metrics_port:
-        start_metrics_server(settings.metrics_port)
     threads = max(1, args.threads)
     send_threads = max(1, args.send_threads or threads)
-    return Supervisor(max(1, args.processes), threads, send_threads).run()
+    supervisor = Supervisor(max(1, args.processes), threads, send_threads)
+    if settings.metrics_port:
+        start_endpoint(settings, supervisor)
+    return supervisor.run()
 
 
 # -- levers-admin --------------------------------------------------------------------------

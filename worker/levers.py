@@ -57,6 +57,7 @@ class TokenProvider:
         client_secret: str | None = None,
         api_token: str | None = None,
         clock: Callable[[], float] = time.time,
+        on_token: Callable[[bool], object] | None = None,
     ) -> None:
         if not api_token and not (client_id and client_secret):
             raise LeversAuthError(
@@ -71,15 +72,19 @@ class TokenProvider:
         self._lock = threading.Lock()
         self._token: str | None = None
         self._refresh_at = 0.0
-        self.refreshes = 0
+        self._on_token = on_token or (lambda ok: None)
 
     def get(self) -> str:
         if self._fixed:
             return self._fixed
         with self._lock:
             if self._token is None or self._clock() >= self._refresh_at:
-                self._token, self._refresh_at = self._authenticate()
-                self.refreshes += 1
+                try:
+                    self._token, self._refresh_at = self._authenticate()
+                except LeversAuthError:
+                    self._on_token(False)
+                    raise
+                self._on_token(True)
             return self._token
 
     def invalidate(self, token: str) -> bool:
@@ -143,7 +148,9 @@ class LeversClient:
         timeouts: Timeouts = Timeouts(),
         transport: httpx.BaseTransport | None = None,
         clock: Callable[[], float] = time.time,
+        on_token: Callable[[bool], object] | None = None,
     ) -> None:
+        """`on_token(ok)` is told of every attempt to obtain a token (for metrics)."""
         self.http = httpx.Client(
             base_url=base_url,
             timeout=timeouts.to_httpx(),
@@ -156,6 +163,7 @@ class LeversClient:
             client_secret=client_secret,
             api_token=api_token,
             clock=clock,
+            on_token=on_token,
         )
 
     def call_bulk(self, body: dict[str, Any]) -> httpx.Response:

@@ -75,9 +75,24 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.contact_wait = Histogram(
+            "levers_contact_wait_seconds",
+            "From a contact's append to the start of the request that carries it.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.pauses = Counter(
+            "levers_rate_limit_pauses", "429 answers that paused every sender.", registry=r
+        )
+        self.token_refreshes = Counter(
+            "levers_token_refreshes", "JWTs obtained from the auth endpoint.", registry=r
+        )
+        self.token_failures = Counter(
+            "levers_token_failures", "Failed attempts to obtain a JWT.", registry=r
+        )
         self.rate_wait = Histogram(
             "levers_rate_limit_wait_seconds",
-            "Time a send waited for the global pacer.",
+            "Time a send waited for the global pacer and the in-flight cap.",
             buckets=LATENCY_BUCKETS,
             registry=r,
         )

@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     except LeversBatcherError as exc:
         print(exc)
         return 2
-    logs.configure(settings.log_level)
+    logs.configure(settings.log_level, settings.log_format)
     return run(
         settings, args.threads, args.send_threads, dramatiq_metrics=not args.no_dramatiq_metrics
     )

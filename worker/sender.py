@@ -125,6 +125,9 @@ class Sender:
             if not self.store.begin(batch_id, owner):
                 self._release(owner)
                 return SendResult("skipped", batch_id, "lease lost before sending")
+            now = self.clock()
+            for appended in claim.appended_at:
+                self.metrics.contact_wait.observe(max(0.0, now - appended))
         except Exception as exc:
             # Nothing was sent: hand the batch back so the next attempt need not wait for the
             # lease to run out, then let dramatiq retry the message.
@@ -191,6 +194,7 @@ class Sender:
                 self.pacer.pause(
                     retry_after if retry_after is not None else self.policy.base_seconds
                 )
+                self.metrics.pauses.inc()
             return self._retry(batch_id, owner, claim, status, detail, str(status), retry_after)
         if status == 422:
             return self._split(batch_id, owner, claim, response)

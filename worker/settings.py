@@ -48,6 +48,8 @@ class Settings:
     dedupe_window_seconds: int = 3600  # 0 = no cross-batch dedupe
     default_region: str | None = None
     metrics_port: int = 9191
+    # Distinct batch keys shown as labels; the rest fold into `other`.
+    metrics_max_batch_keys: int = 20
     # HTTP timeouts for the Levers API, seconds.
     connect_timeout_seconds: float = 5.0
     request_timeout_seconds: float = 30.0
@@ -72,6 +74,7 @@ class Settings:
     # worker's messages (dramatiq's default is 1000).
     maintenance_chance: int = 10_000
     log_level: str = "INFO"
+    log_format: str = "text"  # or "json"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -112,6 +115,9 @@ class Settings:
             ),
             "default_region": _upper(reader.optional("LEVERS_DEFAULT_REGION", check=_region)),
             "metrics_port": reader.integer("LEVERS_METRICS_PORT", cls.metrics_port, 0, 65535),
+            "metrics_max_batch_keys": reader.integer(
+                "LEVERS_METRICS_MAX_BATCH_KEYS", cls.metrics_max_batch_keys, 1, 1000
+            ),
             "connect_timeout_seconds": reader.number(
                 "LEVERS_CONNECT_TIMEOUT_SECONDS", cls.connect_timeout_seconds, 0.1, 600
             ),
@@ -146,6 +152,7 @@ class Settings:
             "maintenance_chance": reader.integer(
                 "LEVERS_MAINTENANCE_CHANCE", cls.maintenance_chance, 1, 1_000_000
             ),
+            "log_format": reader.text("LEVERS_LOG_FORMAT", cls.log_format, check=_log_format),
             "log_level": reader.text("LEVERS_LOG_LEVEL", cls.log_level, check=_log_level).upper(),
         }
         if reader.errors:
@@ -263,6 +270,12 @@ def _http_url(value: str) -> str | None:
 def _region(value: str) -> str | None:
     if value.upper() not in phonenumbers.SUPPORTED_REGIONS:
         return "not a region code phonenumbers knows (e.g. SA, US, GB)"
+    return None
+
+
+def _log_format(value: str) -> str | None:
+    if value not in {"text", "json"}:
+        return "must be text or json"
     return None
 
 

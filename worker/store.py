@@ -69,6 +69,7 @@ class Claim:
     attempts: int = 0
     first_attempt_at: float = 0.0  # clock seconds of the batch's first send attempt
     batch_id: str = ""
+    appended_at: tuple[float, ...] = ()  # clock seconds each contact was appended (if known)
 
 
 @dataclass(frozen=True)
@@ -109,7 +110,9 @@ class BatchStore:
         key = contact.batch_key
         token = f"k:{contact.dedupe_key}" if contact.dedupe_key else f"n:{contact.number}"
         batch_id = new_batch_id()
-        stored = json.dumps([contact_id, contact.to_levers()], separators=(",", ":"))
+        now_ms = self._now_ms()
+        # [contact id, the contact as Levers takes it, append time in ms]
+        stored = json.dumps([contact_id, contact.to_levers(), now_ms], separators=(",", ":"))
         status, cut_size = self._append(
             keys=[
                 self.keys.pending(key),
@@ -124,7 +127,7 @@ class BatchStore:
                 self.keys.ready_keys,
             ],
             args=[
-                self._now_ms(),
+                now_ms,
                 key,
                 contact.number,
                 stored,
@@ -380,8 +383,12 @@ def _claim(
     name: ClaimVerdict = as_text(verdict)  # type: ignore[assignment]
     if name not in ("claimed", "unknown"):
         return Claim(name, batch_id=batch_id)
-    entries = tuple((cid, entry) for cid, entry in json.loads(contacts))
-    return Claim(name, as_text(key), entries, int(attempts), int(first_ms) / 1000, batch_id)
+    stored = json.loads(contacts)
+    entries = tuple((item[0], item[1]) for item in stored)
+    appended = tuple(item[2] / 1000 for item in stored if len(item) > 2)
+    return Claim(
+        name, as_text(key), entries, int(attempts), int(first_ms) / 1000, batch_id, appended
+    )
 
 
 def _compact(value: Any) -> str:
