@@ -30,7 +30,7 @@ def contact(i: int, **fields: object) -> Contact:
 
 
 def sent_numbers(store: BatchStore, batch_id: str) -> list[str]:
-    return [entry["numberToCall"] for _, entry in json.loads(store.batch(batch_id)["contacts"])]
+    return [item[1]["numberToCall"] for item in json.loads(store.batch(batch_id)["contacts"])]
 
 
 def test_size_cut_takes_exactly_max_size(redis_client: redis.Redis, clock: FakeClock) -> None:
@@ -80,7 +80,7 @@ def test_same_number_in_pending_batch_is_one_entry_later_fields_win(
     clock.advance(0.5)
     batch_id, size = store.cut_due("default:0") or ("", 0)
     assert size == 1
-    ((_, entry),) = json.loads(store.batch(batch_id)["contacts"])
+    ((_, entry, _),) = json.loads(store.batch(batch_id)["contacts"])
     assert entry == {"numberToCall": number(1), "firstName": "Sarah", "promptTags": {"amount": "9"}}
     assert store.stats()["contacts_merged"] == 1
 

@@ -161,14 +161,14 @@ class Sender:
         latency = time.monotonic() - started
         self.metrics.request_seconds.observe(latency)
         self.pacer.observe(response.status_code, latency)
-        return self._classify(batch_id, owner, claim, response)
+        return self._classify(batch_id, owner, claim, response, latency)
 
     def _release(self, owner: str) -> None:
         if self.slots is not None:
             self.slots.release(owner)
 
     def _classify(
-        self, batch_id: str, owner: str, claim: Claim, response: httpx.Response
+        self, batch_id: str, owner: str, claim: Claim, response: httpx.Response, latency: float
     ) -> SendResult:
         status = response.status_code
         self.metrics.requests.labels(status_class(status)).inc()
@@ -184,6 +184,7 @@ class Sender:
                     "contacts": size,
                     "status": status,
                     "attempt": claim.attempts,
+                    "duration_ms": round(latency * 1000),
                 },
             )
             return SendResult("sent", batch_id)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
+from tests.servers import wait_for
 from worker.deadletters import DeadLetters
 from worker.sandbox import Sandbox
 
@@ -59,3 +60,14 @@ class Reconciliation:
         assert not twice, f"{len(twice)} contacts both sent and dead, e.g. {twice[:3]}"
         assert not doubled, f"{len(doubled)} numbers reached Levers twice, e.g. {doubled[:3]}"
         assert not strangers, f"numbers nobody enqueued were sent: {sorted(strangers)[:3]}"
+
+
+def settle(
+    sandbox: Sandbox, dead: DeadLetters, accepted: set[str], timeout: float
+) -> Reconciliation:
+    return wait_for(
+        lambda: (r := Reconciliation.take(sandbox, dead)).settled(accepted) and r,
+        timeout,
+        interval=0.2,
+        what=f"all {len(accepted)} contacts sent or dead-lettered",
+    )

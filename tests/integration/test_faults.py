@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from producers.api import Producer
-from tests.integration.reconcile import Reconciliation
+from tests.integration.reconcile import settle
 from tests.servers import RedisServer, wait_for
 from tests.workers import WorkerProcess
 from worker.deadletters import DeadLetters
@@ -47,17 +47,6 @@ def enqueue(producer: Producer, batch: list[str]) -> set[str]:
     result = producer.enqueue_contacts(rows(batch))
     assert result.rejected == []
     return set(batch)
-
-
-def settle(
-    sandbox: Sandbox, dead: DeadLetters, accepted: set[str], timeout: float
-) -> Reconciliation:
-    return wait_for(
-        lambda: (r := Reconciliation.take(sandbox, dead)).settled(accepted) and r,
-        timeout,
-        interval=0.2,
-        what=f"all {len(accepted)} contacts sent or dead-lettered",
-    )
 
 
 @pytest.fixture
