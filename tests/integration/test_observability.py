@@ -15,11 +15,14 @@ from producers.api import Producer
 from tests.integration.conftest import CLIENT_SECRET
 from tests.integration.reconcile import settle
 from tests.integration.test_pipeline import metric
+from tests.servers import wait_for
 from tests.workers import WorkerProcess
+from worker.broker import contact_message
 from worker.deadletters import DeadLetters
 from worker.keys import Keys
 from worker.sandbox import Sandbox
 from worker.settings import Settings
+from worker.store import BatchStore
 
 pytestmark = pytest.mark.integration
 
@@ -37,6 +40,7 @@ def test_a_real_run_is_counted_checked_and_logged_safely(
     producer: Producer,
     settings: Settings,
     redis_client: redis.Redis,
+    store: BatchStore,
     start_worker: Callable[..., WorkerProcess],
 ) -> None:
     numbers = [f"+96655{i:07d}" for i in range(300)]
@@ -49,8 +53,13 @@ def test_a_real_run_is_counted_checked_and_logged_safely(
         ]
     )
     assert len(result.accepted) == 300
-    worker = start_worker(2, 4, LEVERS_BATCH_MAX_SIZE="25")
+    # 150 contacts per batch key in batches of 25: all cut by size, none left to the clock.
+    worker = start_worker(2, 4, LEVERS_BATCH_MAX_SIZE="25", LEVERS_BATCH_MAX_WAIT_SECONDS="60")
     settle(sandbox, DeadLetters(redis_client, Keys(settings.namespace)), set(numbers), 60)
+    # One contact left pending, and one message that only the worker's validation catches.
+    producer.enqueue_contact("+966559999999")
+    producer.broker.enqueue(contact_message({"number": "+96612341234"}))
+    wait_for(lambda: store.pending_status() and store.stats().get("rejected_invalid_number"), 10)
 
     base = f"http://127.0.0.1:{settings.metrics_port}"
     assert httpx.get(f"{base}/healthz").status_code == 200
@@ -58,13 +67,17 @@ def test_a_real_run_is_counted_checked_and_logged_safely(
     scrape = httpx.get(f"{base}/metrics").text
 
     # Counters of both processes add up to what happened.
-    assert metric(scrape, 'levers_contacts_total{outcome="appended"}') == 300
+    assert (
+        metric(scrape, 'levers_contacts_total{outcome="appended"}') == 300 + 1
+    )  # + the pending one
     sent = metric(scrape, "levers_contacts_sent_total")
     dead = metric(scrape, 'levers_dead_letters_total{reason="invalid_contact"}')
     assert (sent, dead) == (299, 1)
     assert metric(scrape, "levers_contact_wait_seconds_count") >= 299
     assert metric(scrape, "levers_token_refreshes_total") >= 2  # one per process
     assert metric(scrape, "levers_dead_letters_held") == 1
+    assert metric(scrape, 'levers_pending_contacts{batch_key="default:0"}') == 1
+    assert metric(scrape, 'levers_contacts_rejected_total{reason="invalid_number"}') == 1
 
     # promtool finds nothing wrong except in dramatiq's own millisecond histogram.
     check = subprocess.run(
