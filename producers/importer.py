@@ -20,8 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from producers.api import Producer, Rejection
-from worker.errors import LeversBatcherError
-from worker.settings import Settings
+from worker.settings import settings_or_exit
 
 ALIASES = {
     "numberToCall": "number",
@@ -114,11 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.file.is_file():
         print(f"levers-enqueue: no such file: {args.file}", file=sys.stderr)
         return 2
-    try:
-        settings = Settings.from_env()
-    except LeversBatcherError as exc:
-        print(exc, file=sys.stderr)
-        return 2
+    settings = settings_or_exit()
 
     rows: list[dict[str, Any]] = []
     positions: list[int] = []  # row index in the file for each row handed to the producer

@@ -16,8 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from worker import logs
-from worker.errors import LeversBatcherError
-from worker.settings import Settings
+from worker.settings import Settings, settings_or_exit
 
 log = logging.getLogger("levers.worker")
 
@@ -168,11 +167,7 @@ def worker_main(argv: list[str] | None = None) -> int:
         "--send-threads", type=int, help="sender threads per process (default: --threads)"
     )
     args = parser.parse_args(argv)
-    try:
-        settings = Settings.from_env()
-    except LeversBatcherError as exc:
-        print(exc, file=sys.stderr)
-        return 2
+    settings = settings_or_exit()
     if not settings.has_credentials:
         print(
             "invalid configuration:\n  set LEVERS_API_TOKEN, or LEVERS_CLIENT_ID and "
@@ -324,11 +319,7 @@ def admin_main(argv: list[str] | None = None) -> int:
     dead.add_argument("--limit", type=int, default=0, help="list at most this many")
     dead.add_argument("--json", action="store_true", help="whole records, numbers unmasked")
     args = parser.parse_args(argv)
-    try:
-        settings = Settings.from_env()
-    except LeversBatcherError as exc:
-        print(exc, file=sys.stderr)
-        return 2
+    settings = settings_or_exit()
     if args.command == "dead-letters":
         return dead_letters_command(settings, args)
     report = status_report(settings)

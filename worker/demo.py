@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,7 @@ from producers.api import Producer
 from worker.actors import store_config
 from worker.contacts import batch_key
 from worker.keys import Keys
+from worker.local import RedisServer, answers, free_port
 from worker.sandbox import Sandbox, SandboxConfig
 from worker.settings import Settings
 from worker.store import BatchStore
@@ -34,55 +34,6 @@ from worker.store import BatchStore
 TEMPLATES = [None, "0b6f3f4e-6a43-4a5e-9e59-7f3b3c1d2a10", "9c1d2e3f-4a5b-4c6d-8e7f-a0b1c2d3e4f5"]
 CONTACTS = 1000
 DEMO_ID, DEMO_SECRET = "demo-client", "demo-secret"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def reachable(url: str) -> bool:
-    client = redis.Redis.from_url(url, socket_connect_timeout=1)
-    try:
-        return bool(client.ping())
-    except redis.RedisError:
-        return False
-    finally:
-        client.close()
-
-
-class OwnRedis:
-    def __init__(self) -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix="levers-demo-redis-"))
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.dir),
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while not reachable(self.url):
-            if time.monotonic() > deadline:
-                raise SystemExit("levers demo: the redis-server it started does not answer")
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(10)
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def sample_rows() -> list[dict[str, Any]]:
@@ -108,14 +59,14 @@ def sample_rows() -> list[dict[str, Any]]:
 def run() -> int:
     url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
     own_redis = None
-    if not reachable(url):
+    if not answers(url):
         if shutil.which("redis-server") is None:
             print(
                 f"levers demo: no Redis answers at {url} and redis-server is not installed; "
                 "install it (apt-get install redis-server) or set REDIS_URL."
             )
             return 1
-        own_redis = OwnRedis()
+        own_redis = RedisServer(Path(tempfile.mkdtemp(prefix="levers-demo-redis-"))).start()
         url = own_redis.url
     namespace = f"levers-demo-{uuid.uuid4().hex[:8]}"
     sandbox = Sandbox(SandboxConfig(client_id=DEMO_ID, client_secret=DEMO_SECRET)).start()
@@ -172,6 +123,7 @@ def run() -> int:
         client.close()
         if own_redis:
             own_redis.stop()
+            shutil.rmtree(own_redis.directory, ignore_errors=True)
 
 
 def print_table(sandbox: Sandbox, expected: int, elapsed: float) -> None:

@@ -20,9 +20,8 @@ from dramatiq.middleware.prometheus import Prometheus
 from worker import logs
 from worker.actors import Runtime, declare_actors
 from worker.broker import BATCHES_QUEUE, CONTACTS_QUEUE, ReconnectWatch, build_broker
-from worker.errors import LeversBatcherError
 from worker.metrics import Metrics
-from worker.settings import Settings
+from worker.settings import Settings, settings_or_exit
 
 log = logging.getLogger("levers.process")
 
@@ -86,11 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--send-threads", type=int, default=8)
     parser.add_argument("--no-dramatiq-metrics", action="store_true")
     args = parser.parse_args(argv)
-    try:
-        settings = Settings.from_env()
-    except LeversBatcherError as exc:
-        print(exc)
-        return 2
+    settings = settings_or_exit()
     logs.configure(settings.log_level, settings.log_format)
     return run(
         settings, args.threads, args.send_threads, dramatiq_metrics=not args.no_dramatiq_metrics

@@ -8,6 +8,7 @@ deployment in one round instead of one variable per restart.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -162,6 +163,15 @@ class Settings:
     @property
     def has_credentials(self) -> bool:
         return bool(self.api_token or (self.client_id and self.client_secret))
+
+
+def settings_or_exit() -> Settings:
+    """For commands: the settings, or every problem on stderr and exit status 2."""
+    try:
+        return Settings.from_env()
+    except SettingsError as exc:
+        print(exc, file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 class _Reader:
