@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import signal
 import statistics
 import tempfile
@@ -40,10 +41,10 @@ import dramatiq
 import redis
 
 from benchmarks.procs import ProcessGroup, RssSampler, group_cpu_seconds
-from producers.api import Producer
+from producers.api import PIPELINE_SIZE, Producer
 from tests.servers import RedisServer
 from tests.workers import WorkerProcess
-from worker.broker import CONTACTS_QUEUE, build_broker, contact_message
+from worker.broker import CONTACTS_QUEUE, build_broker, contact_message, enqueue_pipelined
 from worker.contacts import validate_contact
 from worker.keys import Keys
 from worker.sandbox import Sandbox, SandboxConfig
@@ -64,6 +65,8 @@ FAST = {
     "LEVERS_LOG_LEVEL": "WARNING",
 }
 MB = 1024 * 1024
+THROUGHPUT_TEMPLATES = 3
+FULL_ROUND = THROUGHPUT_TEMPLATES * 100  # contacts that fill one batch of 100 per template
 
 
 # --- sizes ---------------------------------------------------------------------------------
@@ -83,7 +86,7 @@ class Sizes:
 
 FULL = Sizes(
     runs=3,
-    contacts=30_000,
+    contacts=24_000,
     naive_contacts=5_000,
     limited_seconds=20,
     producer_contacts=20_000,
@@ -93,7 +96,7 @@ FULL = Sizes(
 )
 QUICK = Sizes(
     runs=1,
-    contacts=20_000,
+    contacts=18_000,
     naive_contacts=2_000,
     limited_seconds=10,
     producer_contacts=10_000,
@@ -269,6 +272,8 @@ class Started:
     all_consumers: float = 0.0
     cpu_at_first: float = 0.0
     redis_cpu_at_first: float = 0.0
+    harness_cpu_at_first: float = 0.0
+    machine_at_first: tuple[float, float] = (0.0, 0.0)
 
 
 def levers_started(worker: WorkerProcess, spawned: float) -> Started:
@@ -318,9 +323,31 @@ def watch_start(bench: Bench, started: Started, before: set[bytes], processes: i
     )
     started.cpu_at_first = group_cpu_seconds(started.pgid)
     started.redis_cpu_at_first = bench.redis_cpu_seconds()
+    started.harness_cpu_at_first = harness_cpu_seconds()
+    started.machine_at_first = machine_cpu()
     started.all_consumers = wait_until(
         lambda: new_ids() >= processes, started, 60, "every worker process to consume", 0.005
     )
+
+
+def harness_cpu_seconds() -> float:
+    """CPU of this process: the sandbox's threads, the pollers, the RSS sampler."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def machine_cpu() -> tuple[float, float]:
+    """(busy, total) jiffies of all cores, from /proc/stat."""
+    values = [float(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    idle = values[3] + values[4]  # idle + iowait
+    total = sum(values)
+    return total - idle, total
+
+
+def busy_share(since: tuple[float, float]) -> float:
+    """Share of every core's time spent busy since `since` (1.0 = all cores saturated)."""
+    busy, total = machine_cpu()
+    return (busy - since[0]) / max(1.0, total - since[1])
 
 
 def config_label(processes: int, threads: int, prefetch: int) -> str:
@@ -340,7 +367,7 @@ def pipeline_run(
 ) -> dict[str, Any]:
     bench.reset()
     empty = bench.used_memory()
-    enqueued, enqueue_seconds = bench.enqueue(contact_rows(n, 3))
+    enqueued, enqueue_seconds = bench.enqueue(contact_rows(n, THROUGHPUT_TEMPLATES))
     queued_bytes = bench.used_memory() - empty
     before = bench.consumers()
     spawned = time.time()
@@ -357,6 +384,8 @@ def pipeline_run(
         )
         cpu = group_cpu_seconds(started.pgid) - started.cpu_at_first
         redis_cpu = bench.redis_cpu_seconds() - started.redis_cpu_at_first
+        harness_cpu = harness_cpu_seconds() - started.harness_cpu_at_first
+        busy = busy_share(started.machine_at_first)
     finally:
         sampler.stop()
         worker.ensure_dead()
@@ -388,13 +417,15 @@ def pipeline_run(
         "redis_cpu_seconds": redis_cpu,
         "worker_cpu_per_1k": cpu / n * 1000,
         "redis_cpu_per_1k": redis_cpu / n * 1000,
+        "harness_cpu_per_1k": harness_cpu / n * 1000,
+        "machine_busy_share": busy,
         "max_rss_bytes_per_worker_process": sorted(rss.values()),
     }
 
 
 def floor_run(bench: Bench, n: int, processes: int, threads: int, prefetch: int) -> dict[str, Any]:
     bench.reset()
-    bench.enqueue(contact_rows(n, 3))
+    bench.enqueue(contact_rows(n, THROUGHPUT_TEMPLATES))
     before = bench.consumers()
     spawned = time.time()
     group = bench.start_module(
@@ -412,11 +443,13 @@ def floor_run(bench: Bench, n: int, processes: int, threads: int, prefetch: int)
         )
         cpu = group_cpu_seconds(started.pgid) - started.cpu_at_first
         redis_cpu = bench.redis_cpu_seconds() - started.redis_cpu_at_first
+        busy = busy_share(started.machine_at_first)
     finally:
         group.kill()
     return {
         "contacts": n,
         "contacts_per_s": n / (done - started.first_consumer),
+        "machine_busy_share": busy,
         "start_up_seconds": started.first_consumer - started.spawned,
         "worker_cpu_per_1k": cpu / n * 1000,
         "redis_cpu_per_1k": redis_cpu / n * 1000,
@@ -428,7 +461,7 @@ def floor_run(bench: Bench, n: int, processes: int, threads: int, prefetch: int)
 
 def naive_run(bench: Bench, n: int, processes: int, threads: int) -> dict[str, Any]:
     bench.reset()
-    bench.enqueue(contact_rows(n, 3))
+    bench.enqueue(contact_rows(n, THROUGHPUT_TEMPLATES))
     before = bench.consumers()
     spawned = time.time()
     group = bench.start_module("benchmarks.naive", processes, threads, {}, "naive")
@@ -464,7 +497,7 @@ def limited_run(bench: Bench, seconds: float) -> dict[str, Any]:
     bench.reset()
     bench.sandbox.configure(rate_limit_per_second=LIMIT, retry_after_seconds=1.0)
     n = int(100 * LIMIT * (seconds + 10))
-    bench.enqueue(contact_rows(n, 3))
+    bench.enqueue(contact_rows(n, THROUGHPUT_TEMPLATES))
     spawned = time.time()
     extra = {
         "LEVERS_MAX_REQUESTS_PER_SECOND": str(LIMIT),
@@ -499,27 +532,40 @@ def limited_run(bench: Bench, seconds: float) -> dict[str, Any]:
 
 
 def producer_run(bench: Bench, n: int) -> dict[str, Any]:
+    """Three ways to put `n` contacts on the queue, each into an empty Redis."""
     bench.reset()
-    accepted, pipelined_seconds = bench.enqueue(contact_rows(n, 3))
-    bench.reset()
-    settings = bench.settings()
-    payloads = [validate_contact(row).to_message() for row in contact_rows(n, 3, first=n)]
-    broker = build_broker(settings)
+    accepted, pipelined_seconds = bench.enqueue(contact_rows(n, THROUGHPUT_TEMPLATES))
+    if accepted != n or bench.client.hlen(MESSAGES_KEY) != n:
+        raise BenchError(f"enqueue_contacts queued {accepted} of {n}")
+    payloads = [
+        validate_contact(row).to_message() for row in contact_rows(n, THROUGHPUT_TEMPLATES, first=n)
+    ]
+    broker = build_broker(bench.settings())
     try:
+        bench.reset()
         started = time.perf_counter()
         for payload in payloads:
             broker.enqueue(contact_message(payload))
         loop_seconds = time.perf_counter() - started
+        if bench.client.hlen(MESSAGES_KEY) != n:
+            raise BenchError("the broker.enqueue loop did not queue every contact")
+        # The same pre-validated payloads, pipelined: what pipelining alone buys.
+        bench.reset()
+        started = time.perf_counter()
+        for first in range(0, n, PIPELINE_SIZE):
+            chunk = payloads[first : first + PIPELINE_SIZE]
+            enqueue_pipelined(broker, (contact_message(p) for p in chunk))
+        prevalidated_seconds = time.perf_counter() - started
+        if bench.client.hlen(MESSAGES_KEY) != n:
+            raise BenchError("enqueue_pipelined did not queue every contact")
     finally:
         broker.close()
-    queued = bench.client.hlen(MESSAGES_KEY)
-    if accepted != n or queued != n:
-        raise BenchError(f"producer run wrong: {accepted} and {queued} enqueued, expected {n}")
     pipelined, loop = n / pipelined_seconds, n / loop_seconds
     return {
         "contacts": n,
         "pipelined_contacts_per_s": pipelined,
         "loop_contacts_per_s": loop,
+        "prevalidated_pipelined_contacts_per_s": n / prevalidated_seconds,
         "ratio": pipelined / loop,
     }
 
@@ -622,9 +668,16 @@ def memory_run(bench: Bench, n: int, templates: int) -> dict[str, Any]:
             return appended >= n and bench.client.hlen(MESSAGES_KEY) == 0
 
         wait_until(all_appended, started, max(120.0, n / 300), "every contact to be appended")
-        pending = bench.used_memory()
+        with_workers = bench.used_memory()
     finally:
         worker.ensure_dead()
+    # Measured again once the workers' connections (and their buffers in Redis) are gone.
+    deadline = time.monotonic() + 10
+    while int(bench.client.info("clients")["connected_clients"]) > 1:
+        if time.monotonic() > deadline:
+            raise BenchError("worker connections to Redis did not close")
+        time.sleep(0.05)
+    pending = bench.used_memory()
     pending_keys = key_bytes(bench.client, KEYS.pending("*"))
     order_keys = key_bytes(bench.client, KEYS.order("*"))
     msg_keys = key_bytes(bench.client, KEYS.message("*"))
@@ -638,6 +691,8 @@ def memory_run(bench: Bench, n: int, templates: int) -> dict[str, Any]:
         "used_memory_empty": empty,
         "used_memory_queued": queued,
         "used_memory_pending": pending,
+        "used_memory_pending_workers_connected": with_workers,
+        "pending_bytes_per_contact_workers_connected": (with_workers - empty) / n,
         "queued_bytes_per_contact": (queued - empty) / n,
         "queue_keys_bytes_per_contact": queue_keys[1] / n,
         "pending_bytes_per_contact": (pending - empty) / n,
@@ -800,6 +855,8 @@ def fmt(value: float, unit: str) -> str:
         return f"{value:,.0f} B"
     if unit == "MB":
         return f"{value:.1f} MB"
+    if unit == "%":
+        return f"{value * 100:.0f} %"
     return f"{value:g}"
 
 
@@ -894,6 +951,24 @@ def table_rows(results: Results) -> list[Row]:
                 missing=why(results, pipe),
             )
         )
+        rows.append(
+            stat_row(
+                "2 sandbox + harness CPU per 1,000 contacts",
+                label,
+                results.stat(pipe, "harness_cpu_per_1k"),
+                "s",
+                missing=why(results, pipe),
+            )
+        )
+        rows.append(
+            stat_row(
+                "2 machine busy (share of both cores)",
+                label,
+                results.stat(pipe, "machine_busy_share"),
+                "%",
+                missing=why(results, pipe),
+            )
+        )
     # 3. naive
     for processes, threads in NAIVE_CONFIGS:
         name = f"naive {processes}x{threads}"
@@ -966,6 +1041,15 @@ def table_rows(results: Results) -> list[Row]:
     )
     rows.append(
         stat_row(
+            "4 producer: enqueue_pipelined, pre-validated",
+            f"{s.producer_contacts:,} contacts, 500/round trip, no validation",
+            results.stat("producer", "prevalidated_pipelined_contacts_per_s"),
+            "/s",
+            missing=why(results, "producer"),
+        )
+    )
+    rows.append(
+        stat_row(
             "4 producer: pipelined / loop",
             "",
             results.stat("producer", "ratio"),
@@ -1005,6 +1089,15 @@ def table_rows(results: Results) -> list[Row]:
             "B",
             goal="<= 400 B",
             check=lambda v: v <= 400,
+            missing=why(results, "memory"),
+        )
+    )
+    rows.append(
+        stat_row(
+            "6   same, worker connections still open",
+            "2x8 workers connected (client buffers)",
+            results.stat("memory", "pending_bytes_per_contact_workers_connected"),
+            "B",
             missing=why(results, "memory"),
         )
     )
@@ -1068,30 +1161,39 @@ Definitions:
   before any worker starts; start-up (interpreter, imports) is excluded, the whole drain and
   every send included. The floor is timed the same way until the queue's .msgs hash is empty
   (every message acked). The JSON also has the rate from the spawn and from the first request.
+  Each run holds a whole number of batches of 100 per template, so no tail waits for the time
+  cut; the size is smaller than 100,000 so that the suite ends within 10 minutes on 2 cores
+  (100,000 x 4 configs x 2 systems x 3 runs alone would take about 20 minutes); pass
+  --contacts 100000 --runs 1 for one full-size pass.
 * pipeline = levers-worker (python -m worker.cli --processes N --threads 8: 8 aggregator and 8
   sender threads per process), LEVERS_MAX_REQUESTS_PER_SECOND=10000, LEVERS_MAX_IN_FLIGHT=0,
   LEVERS_BATCH_MAX_SIZE=100, LEVERS_LOG_LEVEL=WARNING, metrics endpoint off (dramatiq's Prometheus
-  middleware on, as shipped). The sandbox runs in the benchmark's process on the same 2 cores.
+  middleware on, as shipped). The sandbox answers 201 at once and runs in the benchmark's own
+  process, on the same 2 cores.
 * floor = benchmarks.noop: same broker, queue, messages, processes, thread pools and
   100 ms idle poll, an actor that does nothing, no Prometheus middleware.
-* CPU = utime+stime of every process of the worker's process group (/proc), and Redis
-  used_cpu_sys+used_cpu_user, from the first consumer command until the last contact arrived.
+* CPU = utime+stime of every process of the worker's process group (/proc), Redis
+  used_cpu_sys+used_cpu_user, and this process (sandbox threads, pollers), from the first
+  consumer command until the last contact arrived; machine busy = non-idle share of all cores
+  (/proc/stat) over the same span.
 * naive = benchmarks.naive: validates each contact and POSTs it alone (httpx, one token per
   process); same layout and default prefetch. Under a limit of 5 requests/s it sends at most 5
   contacts/s: computed, not run. The pipeline's limited figure = contacts of the 2nd..last request
   / time from the 1st to the last request, within the first N s of sending; the sandbox enforces
   the same 5/s limit (429) meanwhile.
-* producer: enqueue_contacts validates every row; the loop enqueues payloads validated beforehand
-  (broker.enqueue(contact_message(payload)), as actor.send would), so the ratio favours the loop.
+* producer: enqueue_contacts validates every row (phonenumbers); the loop enqueues payloads
+  validated beforehand (broker.enqueue(contact_message(payload)), as actor.send would), so the
+  ratio favours the loop; the pre-validated row pipelines those same payloads.
 * time bound: each lone contact has a template of its own and follows the previous one by 0.3 s;
   cut lateness = batch created_ms - contact appended_ms - max wait (both Redis-side worker
   clocks); end-to-end = sandbox arrival - producer call - max wait. p99 of 20-30 samples is about
   their maximum.
-* memory: used_memory after the aggregator appended every contact (max size 10000, max wait
-  3600 s, so nothing is cut) minus used_memory of the empty Redis; includes the per-contact
-  redelivery marker (msg:*, 24 h) and dedupe marker (dedupe:*, LEVERS_DEDUPE_WINDOW_SECONDS), which
-  outlive the pending entry. Dramatiq queue bytes = used_memory after enqueue minus empty.
-  RSS = the largest VmRSS sampled every 0.25 s of any worker.process process."""
+* memory: used_memory once the aggregator appended every contact (max size 10000, max wait
+  3600 s, so nothing is cut) and the workers disconnected, minus used_memory of the empty Redis;
+  includes the per-contact redelivery marker (msg:*, 24 h) and dedupe marker (dedupe:*,
+  LEVERS_DEDUPE_WINDOW_SECONDS), which outlive the pending entry, and the keyspace's own tables.
+  Dramatiq queue bytes = used_memory after enqueue minus empty. RSS = the largest VmRSS, sampled
+  every 0.25 s, of any worker.process process."""
 
 
 def render(results: Results, total_seconds: float) -> str:
@@ -1140,7 +1242,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.runs:
         sizes = Sizes(**{**sizes.__dict__, "runs": args.runs})
     if args.contacts:
-        sizes = Sizes(**{**sizes.__dict__, "contacts": args.contacts})
+        # Whole batches only: a last partial batch per template would wait for the time cut
+        # (LEVERS_BATCH_MAX_WAIT_SECONDS) and add that wait to the measured drain.
+        whole = max(1, round(args.contacts / FULL_ROUND)) * FULL_ROUND
+        sizes = Sizes(**{**sizes.__dict__, "contacts": whole})
     if args.memory_contacts:
         sizes = Sizes(**{**sizes.__dict__, "memory_contacts": args.memory_contacts})
     signal.signal(signal.SIGTERM, _stop)
