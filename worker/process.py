@@ -66,6 +66,9 @@ def run(
         )
         for queue, count in ((CONTACTS_QUEUE, threads), (BATCHES_QUEUE, send_threads))
     ]
+    # The sender pool keeps dramatiq's default (2 x threads): a send token held by a dead
+    # process only waits, while other tokens send its batches (see pick.lua).
+    workers[0].queue_prefetch = settings.contacts_prefetch
     for worker in workers:
         worker.start()
     runtime.flusher.start()

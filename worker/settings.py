@@ -69,6 +69,10 @@ class Settings:
     dead_letter_retention_seconds: int = 30 * 86400
     # dramatiq: how often an idle consumer polls Redis, ms. Bounds the pickup latency (G3).
     worker_timeout_ms: int = 100
+    # dramatiq: contact messages one process fetches ahead (dramatiq's default is 2 x threads).
+    # Fetching in bulk removes most of dramatiq's per-message round trips; the cost is that a
+    # killed process holds this many contacts until its heartbeat times out.
+    contacts_prefetch: int = 256
     # dramatiq: a worker silent for this long is presumed dead and its messages requeued, ms.
     heartbeat_timeout_ms: int = 15_000
     # dramatiq: per million broker commands, how many run the maintenance that requeues a dead
@@ -146,6 +150,9 @@ class Settings:
             ),
             "worker_timeout_ms": reader.integer(
                 "LEVERS_WORKER_TIMEOUT_MS", cls.worker_timeout_ms, 10, 60_000
+            ),
+            "contacts_prefetch": reader.integer(
+                "LEVERS_CONTACTS_PREFETCH", cls.contacts_prefetch, 1, 65535
             ),
             "heartbeat_timeout_ms": reader.integer(
                 "LEVERS_HEARTBEAT_TIMEOUT_MS", cls.heartbeat_timeout_ms, 1_000, 3_600_000
