@@ -117,6 +117,27 @@ def test_redelivered_message_is_not_appended_twice(
     assert status.pending == 1
 
 
+def test_redelivery_is_recognised_with_dedupe_off_too(
+    redis_client: redis.Redis, clock: FakeClock
+) -> None:
+    store = make_store(redis_client, clock, dedupe_window_seconds=0)
+    assert store.append(contact(1), "m1").status == "appended"
+    assert store.append(contact(1), "m1").status == "redelivered"
+    assert store.append(contact(2), "m2").status == "appended"
+    # Without dedupe, the same number in a later batch is appended again.
+    clock.advance(2)
+    assert store.cut_due("default:0") is not None
+    assert store.append(contact(1), "m3").status == "appended"
+
+
+def test_one_key_per_contact_with_dedupe_on(redis_client: redis.Redis, clock: FakeClock) -> None:
+    store = make_store(redis_client, clock, batch_max_size=10)
+    for i in range(5):
+        store.append(contact(i), f"m{i}")
+    # pending hash, arrival zset, deadlines, stats, and one dedupe marker per contact
+    assert redis_client.dbsize() == 4 + 5
+
+
 def test_duplicate_within_window_is_dropped_across_batches(
     redis_client: redis.Redis, clock: FakeClock
 ) -> None:
@@ -178,6 +199,7 @@ def test_finish_sent_expires_record(redis_client: redis.Redis, clock: FakeClock)
     assert store.claim(batch_id, "o").verdict == "claimed"
     assert store.finish(batch_id, "o", "sent", status=201, sent=1) == []
     assert store.batch(batch_id)["state"] == "sent"
+    assert "contacts" not in store.batch(batch_id)  # no copy of every contact kept
     assert redis_client.ttl(store.keys.batch(batch_id)) > 0
     assert store.stats()["contacts_sent"] == 1
     assert store.claim(batch_id, "o2").verdict == "sent"

@@ -64,7 +64,7 @@ class Settings:
     # dead-lettering it: for accounts that prefer a possible duplicate call to a missed one.
     resend_unknown: bool = False
     # Sent batch records are kept this long for `levers-admin` and reconciliation.
-    batch_retention_seconds: int = 7 * 86400
+    batch_retention_seconds: int = 86400
     # Dead letters are kept this long for an operator to replay or purge, s.
     dead_letter_retention_seconds: int = 30 * 86400
     # dramatiq: how often an idle consumer polls Redis, ms. Bounds the pickup latency (G3).

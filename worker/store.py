@@ -44,13 +44,14 @@ class StoreConfig:
     batch_max_size: int = 100
     batch_max_wait_seconds: float = 2.0
     dedupe_window_seconds: int = 3600
-    message_marker_seconds: int = 86400
+    # With dedupe off, how long a message id is remembered against redelivery, s.
+    message_marker_seconds: int = 3600
     # A cut batch whose send message is not on the queue by then is queued by a reaper.
     outbox_grace_seconds: float = 15.0
     # A queued batch not claimed by then gets a fresh send message (a lost delayed message).
     requeue_after_seconds: float = 300.0
     send_lease_seconds: float = 120.0
-    batch_retention_seconds: int = 7 * 86400
+    batch_retention_seconds: int = 86400
     rejects_kept: int = 10_000
 
 

@@ -6,7 +6,7 @@
 -- KEYS[4] batch record     {ns}:batch:{batch_id}      written only if this append cuts
 -- KEYS[5] inflight zset    {ns}:inflight
 -- KEYS[6] stats hash       {ns}:stats
--- KEYS[7] message marker   {ns}:msg:{message_id}
+-- KEYS[7] message marker   {ns}:msg:{message_id}      (used only when dedupe is off)
 -- KEYS[8] dedupe marker    {ns}:dedupe:{batch_key}:{token}
 -- KEYS[9] ready zset       {ns}:ready:{batch_key}     batch id -> when it may be sent (ms)
 -- KEYS[10] ready keys zset {ns}:ready                 batch key -> when last served (ms)
@@ -26,18 +26,26 @@ local max_wait_ms = tonumber(ARGV[7])
 local dedupe_ttl = tonumber(ARGV[8])
 
 -- A redelivered message (its worker died after appending, before the ack) changes nothing.
-if redis.call('EXISTS', KEYS[7]) == 1 then
+-- With dedupe on, the dedupe marker holds the id of the message that was appended, so it is
+-- the redelivery marker too (one key per contact instead of two); with dedupe off, a marker
+-- per message does that job.
+local holder = nil
+if dedupe_ttl > 0 then
+  holder = redis.call('GET', KEYS[8])
+  if holder == ARGV[5] then
+    return {'redelivered', 0}
+  end
+elseif redis.call('EXISTS', KEYS[7]) == 1 then
   return {'redelivered', 0}
 end
 
 local status
 if redis.call('HEXISTS', KEYS[1], number) == 1 then
   -- Same number already waiting in this batch: one entry, the later fields win, the
-  -- original arrival time (and so the deadline) stays.
+  -- original arrival time (and so the deadline) stays. A redelivery merges the same fields.
   redis.call('HSET', KEYS[1], number, ARGV[4])
   status = 'merged'
-elseif dedupe_ttl > 0 and redis.call('EXISTS', KEYS[8]) == 1 then
-  redis.call('SET', KEYS[7], 'duplicate', 'EX', ARGV[9])
+elseif holder then
   redis.call('HINCRBY', KEYS[6], 'contacts_duplicate', 1)
   return {'duplicate', 0}
 else
@@ -49,7 +57,9 @@ else
   end
   status = 'appended'
 end
-redis.call('SET', KEYS[7], status, 'EX', ARGV[9])
+if dedupe_ttl == 0 then
+  redis.call('SET', KEYS[7], status, 'EX', ARGV[9])
+end
 redis.call('HINCRBY', KEYS[6], 'contacts_' .. status, 1)
 
 local cut_size = 0

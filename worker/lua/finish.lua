@@ -42,6 +42,9 @@ if outcome == 'retry' then
 end
 redis.call('HSET', KEYS[1], 'state', outcome)
 redis.call('ZREM', KEYS[2], ARGV[2])
+-- The contacts now live on only where they are needed (dead letters, child batches): a
+-- finished record keeps its key, size, status and times, not a copy of every contact.
+redis.call('HDEL', KEYS[1], 'contacts')
 redis.call('EXPIRE', KEYS[1], ARGV[7])
 if outcome == 'sent' then
   redis.call('HINCRBY', KEYS[3], 'batches_sent', 1)
