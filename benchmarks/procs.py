@@ -25,6 +25,7 @@ PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 @dataclass(frozen=True)
 class ProcStat:
     pid: int
+    state: str
     pgrp: int
     cpu_seconds: float
     """utime + stime of the process, plus cutime + cstime of its children already reaped."""
@@ -40,16 +41,17 @@ def read_stat(pid: int) -> ProcStat | None:
     fields = raw[raw.rindex(")") + 2 :].split()
     # fields[0] is field 3 (state): field n is fields[n - 3].
     ticks = sum(int(fields[n - 3]) for n in (14, 15, 16, 17))
-    return ProcStat(pid, int(fields[5 - 3]), ticks / CLOCK_TICKS)
+    return ProcStat(pid, fields[0], int(fields[5 - 3]), ticks / CLOCK_TICKS)
 
 
-def group_pids(pgid: int) -> list[int]:
-    """Every live process whose process group is `pgid`."""
+def group_pids(pgid: int, *, zombies: bool = True) -> list[int]:
+    """Every process whose process group is `pgid` (exited but unreaped ones too, unless
+    `zombies` is false: their CPU time still counts until their parent reaps them)."""
     pids = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             stat = read_stat(int(entry))
-            if stat is not None and stat.pgrp == pgid:
+            if stat is not None and stat.pgrp == pgid and (zombies or stat.state != "Z"):
                 pids.append(stat.pid)
     return pids
 
@@ -170,7 +172,7 @@ class ProcessGroup:
             self.process.wait(10)
         # Children that outlived the leader's wait are still in the group until they die.
         deadline = time.monotonic() + 5
-        while group_pids(self.process.pid) and time.monotonic() < deadline:
+        while group_pids(self.process.pid, zombies=False) and time.monotonic() < deadline:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGKILL)
             time.sleep(0.02)

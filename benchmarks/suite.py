@@ -21,21 +21,25 @@ Figures (see `NOTES` for exact definitions):
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
 import resource
 import signal
 import statistics
+import subprocess
 import tempfile
 import time
 import traceback
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
+from importlib import metadata
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, cast
 
 import dramatiq
 import redis
@@ -45,7 +49,7 @@ from producers.api import PIPELINE_SIZE, Producer
 from tests.servers import RedisServer
 from tests.workers import WorkerProcess
 from worker.broker import CONTACTS_QUEUE, build_broker, contact_message, enqueue_pipelined
-from worker.contacts import validate_contact
+from worker.contacts import batch_key, validate_contact
 from worker.keys import Keys
 from worker.sandbox import Sandbox, SandboxConfig
 from worker.settings import Settings
@@ -208,7 +212,7 @@ class Bench:
 
     def consumers(self) -> set[bytes]:
         """dramatiq broker ids that have sent a command (each worker process has one)."""
-        return set(self.client.zrange(HEARTBEATS_KEY, 0, -1))
+        return set(cast(list[bytes], self.client.zrange(HEARTBEATS_KEY, 0, -1)))
 
     def start_levers(
         self, processes: int, threads: int, extra: dict[str, str], name: str
@@ -277,12 +281,13 @@ class Started:
 
 
 def levers_started(worker: WorkerProcess, spawned: float) -> Started:
-    assert worker.process is not None
+    process = worker.process
+    assert process is not None, "start the worker first"
 
     def tail() -> str:
         return "\n".join(line for _, line in worker.lines[-20:])
 
-    return Started(worker.process.pid, lambda: worker.process.poll() is None, tail, spawned)  # type: ignore[union-attr]
+    return Started(process.pid, lambda: process.poll() is None, tail, spawned)
 
 
 def group_started(group: ProcessGroup, spawned: float) -> Started:
@@ -351,12 +356,19 @@ def busy_share(since: tuple[float, float]) -> float:
 
 
 def config_label(processes: int, threads: int, prefetch: int) -> str:
-    shown = f"prefetch {prefetch}" if prefetch else f"prefetch {2 * threads} (default)"
+    shown = f"prefetch {prefetch}" if prefetch else f"prefetch {2 * threads} (dramatiq default)"
     return f"{processes}x{threads}, {shown}"
 
 
-def prefetch_env(prefetch: int) -> dict[str, str]:
-    return {"dramatiq_queue_prefetch": str(prefetch)} if prefetch else {}
+def prefetch_env(prefetch: int, threads: int) -> dict[str, str]:
+    """Messages each consumer fetches ahead, for every pool: `prefetch`, or dramatiq's default
+    (2 x threads) when 0. dramatiq reads `dramatiq_queue_prefetch`; levers-worker sets its
+    contacts pool from LEVERS_CONTACTS_PREFETCH (shipped: 256) whatever dramatiq's variable says,
+    so the pipeline gets both."""
+    env = {"LEVERS_CONTACTS_PREFETCH": str(prefetch or 2 * threads)}
+    if prefetch:
+        env["dramatiq_queue_prefetch"] = str(prefetch)
+    return env
 
 
 # --- 1, 2, 6: pipeline and floor throughput, CPU, queue bytes, RSS --------------------------
@@ -371,7 +383,9 @@ def pipeline_run(
     queued_bytes = bench.used_memory() - empty
     before = bench.consumers()
     spawned = time.time()
-    worker = bench.start_levers(processes, threads, {**FAST, **prefetch_env(prefetch)}, "pipeline")
+    worker = bench.start_levers(
+        processes, threads, {**FAST, **prefetch_env(prefetch, threads)}, "pipeline"
+    )
     started = levers_started(worker, spawned)
     sampler = RssSampler(started.pgid).start()
     try:
@@ -382,7 +396,8 @@ def pipeline_run(
             max(120.0, n / 200),
             f"the sandbox to accept {n} contacts",
         )
-        cpu = group_cpu_seconds(started.pgid) - started.cpu_at_first
+        cpu_total = group_cpu_seconds(started.pgid)
+        cpu = cpu_total - started.cpu_at_first
         redis_cpu = bench.redis_cpu_seconds() - started.redis_cpu_at_first
         harness_cpu = harness_cpu_seconds() - started.harness_cpu_at_first
         busy = busy_share(started.machine_at_first)
@@ -414,6 +429,7 @@ def pipeline_run(
         "consumers_spread_seconds": started.all_consumers - started.first_consumer,
         "detected_done_after_last_request_seconds": done - last,
         "worker_cpu_seconds": cpu,
+        "worker_cpu_seconds_from_spawn": cpu_total,
         "redis_cpu_seconds": redis_cpu,
         "worker_cpu_per_1k": cpu / n * 1000,
         "redis_cpu_per_1k": redis_cpu / n * 1000,
@@ -429,7 +445,7 @@ def floor_run(bench: Bench, n: int, processes: int, threads: int, prefetch: int)
     before = bench.consumers()
     spawned = time.time()
     group = bench.start_module(
-        "benchmarks.noop", processes, threads, prefetch_env(prefetch), "floor"
+        "benchmarks.noop", processes, threads, prefetch_env(prefetch, threads), "floor"
     )
     started = group_started(group, spawned)
     try:
@@ -575,6 +591,21 @@ def producer_run(bench: Bench, n: int) -> dict[str, Any]:
 MAX_WAIT_SECONDS = 1.0
 
 
+PAUSE_SECONDS = 0.3
+
+
+def appended_ms(bench: Bench, batch_key: str, number: str, timeout: float) -> int | None:
+    """The append time (ms, worker clock) of a pending contact: its score in the batch key's
+    arrival-order zset, read while it waits there for the time cut."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        score = bench.client.zscore(KEYS.order(batch_key), number)
+        if score is not None:
+            return int(score)
+        time.sleep(0.002)
+    return None
+
+
 def lone_run(bench: Bench, samples: int, run: int) -> dict[str, Any]:
     """Lone contacts: each has a template of its own (so it is alone in its batch whatever the
     timing) and follows the previous one after a pause."""
@@ -584,7 +615,7 @@ def lone_run(bench: Bench, samples: int, run: int) -> dict[str, Any]:
     worker = bench.start_levers(1, 8, extra, "lone")
     started = levers_started(worker, time.time())
     producer = Producer(bench.settings())
-    calls: dict[str, float] = {}
+    calls: dict[str, tuple[float, int | None]] = {}  # contact id -> (producer call, appended ms)
     try:
         watch_start(bench, started, before, 1)
         time.sleep(0.5)  # the flusher thread starts right after the consumers
@@ -593,8 +624,9 @@ def lone_run(bench: Bench, samples: int, run: int) -> dict[str, Any]:
             number = f"+96655{9_000_000 + i:07d}"
             called = time.time()
             contact_id = producer.enqueue_contact(number, template_id=template)
-            calls[contact_id] = called
-            time.sleep(0.3)
+            appended = appended_ms(bench, batch_key(template, False), number, MAX_WAIT_SECONDS)
+            calls[contact_id] = (called, appended)
+            time.sleep(max(0.0, called + PAUSE_SECONDS - time.time()))
         wait_until(
             lambda: bench.sandbox.stats().accepted_contacts >= samples,
             started,
@@ -611,13 +643,12 @@ def lone_run(bench: Bench, samples: int, run: int) -> dict[str, Any]:
         if len(request.body["contacts"]) != 1:
             raise BenchError("a lone contact shared its batch")
         tag = request.body["contacts"][0]["metadata"]["levers_batcher"]
-        record = bench.client.hgetall(KEYS.batch(tag["batch_id"]))
-        contacts = json.loads(record[b"contacts"])
-        (contact_id, _entry, appended_ms) = contacts[0]
-        if contact_id != tag["contact_id"]:
-            raise BenchError("batch record and request disagree on the contact id")
-        cut_ms.append(int(record[b"created_ms"]) - appended_ms - wait_ms)
-        e2e_ms.append((request.received_at - calls[contact_id]) * 1000 - wait_ms)
+        called, appended = calls[tag["contact_id"]]
+        e2e_ms.append((request.received_at - called) * 1000 - wait_ms)
+        created = bench.client.hget(KEYS.batch(tag["batch_id"]), "created_ms")
+        if appended is None or created is None:
+            raise BenchError(f"no append time or batch record for contact {tag['contact_id']}")
+        cut_ms.append(int(created) - appended - wait_ms)
     return {
         "samples": len(cut_ms),
         "cut_late_ms": cut_ms,
@@ -641,6 +672,12 @@ def key_bytes(client: redis.Redis, pattern: str) -> tuple[int, int]:
     return count, total
 
 
+def keyspace_tables(client: redis.Redis) -> int:
+    """Bytes of the keyspace's own hash tables (main and expires), from MEMORY STATS."""
+    db = client.memory_stats().get("db.0") or {}
+    return int(db.get("overhead.hashtable.main", 0)) + int(db.get("overhead.hashtable.expires", 0))
+
+
 def memory_run(bench: Bench, n: int, templates: int) -> dict[str, Any]:
     """`n` contacts over `templates` batch keys (each under the max size of 10,000), max wait
     an hour: every contact stays pending once the aggregator has appended it."""
@@ -649,6 +686,7 @@ def memory_run(bench: Bench, n: int, templates: int) -> dict[str, Any]:
         raise BenchError(f"{per_key} contacts per batch key would cut a batch by size")
     bench.reset()
     empty = bench.used_memory()
+    tables_empty = keyspace_tables(bench.client)
     bench.enqueue(contact_rows(n, templates))
     queued = bench.used_memory()
     queue_keys = key_bytes(bench.client, QUEUE_KEY + "*")
@@ -678,6 +716,7 @@ def memory_run(bench: Bench, n: int, templates: int) -> dict[str, Any]:
             raise BenchError("worker connections to Redis did not close")
         time.sleep(0.05)
     pending = bench.used_memory()
+    tables = keyspace_tables(bench.client) - tables_empty
     pending_keys = key_bytes(bench.client, KEYS.pending("*"))
     order_keys = key_bytes(bench.client, KEYS.order("*"))
     msg_keys = key_bytes(bench.client, KEYS.message("*"))
@@ -699,10 +738,18 @@ def memory_run(bench: Bench, n: int, templates: int) -> dict[str, Any]:
         "buffer_bytes_per_contact": (pending_keys[1] + order_keys[1]) / n,
         "markers_bytes_per_contact": (msg_keys[1] + dedupe_keys[1]) / n,
         "marker_keys": msg_keys[0] + dedupe_keys[0],
+        "keyspace_tables_bytes_per_contact": tables / n,
     }
 
 
 # --- machine -------------------------------------------------------------------------------
+
+
+def installed_version(name: str) -> str:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "not installed"
 
 
 def machine(bench: Bench) -> dict[str, Any]:
@@ -721,8 +768,52 @@ def machine(bench: Bench) -> dict[str, Any]:
         "python": platform.python_version(),
         "dramatiq": dramatiq.__version__,
         "redis_py": redis.__version__,
+        "hiredis": installed_version("hiredis"),
         "redis_server": bench.client.info("server")["redis_version"],
     }
+
+
+# --- the code under test ------------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[1]
+CODE_PATHS = ("worker", "producers", "tests/servers.py", "tests/workers.py")
+
+
+def code_fingerprint() -> str:
+    """A digest of every file the benchmark runs (not the benchmarks themselves) and of the
+    installed packages, to notice the code or the environment changing under a run."""
+    digest = hashlib.sha1()
+    installed = sorted(f"{d.metadata['Name']}=={d.version}" for d in metadata.distributions())
+    digest.update("\n".join(installed).encode())
+    for top in CODE_PATHS:
+        root = REPO / top
+        files = [root] if root.is_file() else sorted(root.rglob("*"))
+        for path in files:
+            if path.is_file() and "__pycache__" not in path.parts:
+                digest.update(str(path.relative_to(REPO)).encode())
+                digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def code_version() -> str:
+    """The commit checked out, and which files under test differ from it (read-only git)."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(REPO), "status", "--porcelain", "--", *CODE_PATHS],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split("\n")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (no git)"
+    changed = [line[3:] for line in dirty if line.strip()]
+    return head + (f" + uncommitted changes to {', '.join(changed)}" if changed else "")
 
 
 # --- the run -------------------------------------------------------------------------------
@@ -740,6 +831,7 @@ NAIVE_CONFIGS = [(1, 8), (2, 8)]
 class Results:
     sizes: Sizes
     machine: dict[str, Any] = field(default_factory=dict)
+    code: dict[str, str] = field(default_factory=dict)
     runs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
@@ -752,18 +844,20 @@ class Results:
         return Stat(values) if values else None
 
     def ratio(self, top: str, bottom: str, key: str = "contacts_per_s") -> Stat | None:
-        """Per-run ratio, runs paired in order."""
-        pairs = zip(self.runs.get(top, []), self.runs.get(bottom, []), strict=False)
-        values = tuple(float(a[key]) / float(b[key]) for a, b in pairs)
+        """Ratio of the two figures within each repetition that measured both."""
+        bottoms = {r["rep"]: float(r[key]) for r in self.runs.get(bottom, [])}
+        values = tuple(
+            float(r[key]) / bottoms[r["rep"]] for r in self.runs.get(top, []) if r["rep"] in bottoms
+        )
         return Stat(values) if values else None
 
 
-def attempt(results: Results, section: str, action: Callable[[], None]) -> None:
+def attempt(results: Results, section: str, rep: int, action: Callable[[], dict[str, Any]]) -> None:
     """Run one part; a failure is recorded against its section and the suite goes on."""
     started = time.monotonic()
     try:
-        action()
-    except (BenchError, redis.RedisError, OSError, ValueError, KeyError) as exc:
+        results.add(section, {**action(), "rep": rep})
+    except Exception as exc:
         results.errors[section] = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
         traceback.print_exc()
     finally:
@@ -774,58 +868,44 @@ def run_suite(
     bench: Bench, sizes: Sizes, results: Results, progress: Callable[[str], None]
 ) -> None:
     results.machine = machine(bench)
+    n = sizes.contacts
     for rep in range(sizes.runs):
+        step = f"run {rep + 1}/{sizes.runs}"
         for processes, threads, prefetch in CONFIGS:
             label = config_label(processes, threads, prefetch)
-            progress(f"run {rep + 1}/{sizes.runs}: pipeline and floor, {label}")
+            progress(f"{step}: pipeline and floor, {label}")
             attempt(
                 results,
                 f"pipeline {label}",
-                lambda p=processes, t=threads, f=prefetch, lb=label: results.add(
-                    f"pipeline {lb}", pipeline_run(bench, sizes.contacts, p, t, f)
-                ),
+                rep,
+                partial(pipeline_run, bench, n, processes, threads, prefetch),
             )
             attempt(
                 results,
                 f"floor {label}",
-                lambda p=processes, t=threads, f=prefetch, lb=label: results.add(
-                    f"floor {lb}", floor_run(bench, sizes.contacts, p, t, f)
-                ),
+                rep,
+                partial(floor_run, bench, n, processes, threads, prefetch),
             )
         for processes, threads in NAIVE_CONFIGS:
-            progress(f"run {rep + 1}/{sizes.runs}: naive, {processes}x{threads}")
+            progress(f"{step}: naive, {processes}x{threads}")
             attempt(
                 results,
                 f"naive {processes}x{threads}",
-                lambda p=processes, t=threads: results.add(
-                    f"naive {p}x{t}", naive_run(bench, sizes.naive_contacts, p, t)
-                ),
+                rep,
+                partial(naive_run, bench, sizes.naive_contacts, processes, threads),
             )
-        progress(f"run {rep + 1}/{sizes.runs}: pipeline under {LIMIT:g} requests/s")
-        attempt(
-            results,
-            "limited",
-            lambda: results.add("limited", limited_run(bench, sizes.limited_seconds)),
-        )
-        progress(f"run {rep + 1}/{sizes.runs}: producer rate")
-        attempt(
-            results,
-            "producer",
-            lambda: results.add("producer", producer_run(bench, sizes.producer_contacts)),
-        )
-        progress(f"run {rep + 1}/{sizes.runs}: time bound")
-        attempt(
-            results,
-            "lone",
-            lambda r=rep: results.add("lone", lone_run(bench, sizes.lone_contacts, r)),
-        )
-    progress(f"memory: {sizes.memory_contacts} contacts pending")
+        progress(f"{step}: pipeline under {LIMIT:g} requests/s")
+        attempt(results, "limited", rep, partial(limited_run, bench, sizes.limited_seconds))
+        progress(f"{step}: producer rate")
+        attempt(results, "producer", rep, partial(producer_run, bench, sizes.producer_contacts))
+        progress(f"{step}: time bound")
+        attempt(results, "lone", rep, partial(lone_run, bench, sizes.lone_contacts, rep))
+    progress(f"memory: {sizes.memory_contacts:,} contacts pending")
     attempt(
         results,
         "memory",
-        lambda: results.add(
-            "memory", memory_run(bench, sizes.memory_contacts, sizes.memory_templates)
-        ),
+        0,
+        partial(memory_run, bench, sizes.memory_contacts, sizes.memory_templates),
     )
 
 
@@ -895,7 +975,8 @@ def table_rows(results: Results) -> list[Row]:
             "machine",
             "versions",
             f"Python {m.get('python')}, dramatiq {m.get('dramatiq')}, "
-            f"redis-py {m.get('redis_py')}, redis-server {m.get('redis_server')}",
+            f"redis-py {m.get('redis_py')} (hiredis {m.get('hiredis')}), "
+            f"redis-server {m.get('redis_server')}",
         ),
     ]
     # 1. throughput
@@ -1112,9 +1193,18 @@ def table_rows(results: Results) -> list[Row]:
     )
     rows.append(
         stat_row(
-            "6   of which redelivery + dedupe markers",
+            "6   of which dedupe + redelivery markers",
             "msg:* and dedupe:* keys, MEMORY USAGE",
             results.stat("memory", "markers_bytes_per_contact"),
+            "B",
+            missing=why(results, "memory"),
+        )
+    )
+    rows.append(
+        stat_row(
+            "6   of which keyspace tables",
+            "main + expires dicts, MEMORY STATS",
+            results.stat("memory", "keyspace_tables_bytes_per_contact"),
             "B",
             missing=why(results, "memory"),
         )
@@ -1170,6 +1260,11 @@ Definitions:
   LEVERS_BATCH_MAX_SIZE=100, LEVERS_LOG_LEVEL=WARNING, metrics endpoint off (dramatiq's Prometheus
   middleware on, as shipped). The sandbox answers 201 at once and runs in the benchmark's own
   process, on the same 2 cores.
+* prefetch = messages each consumer fetches ahead, in both pools (contacts and sends): the
+  pipeline gets it through LEVERS_CONTACTS_PREFETCH (contacts pool) and dramatiq_queue_prefetch
+  (sender pool), the floor through dramatiq_queue_prefetch. levers-worker ships with
+  LEVERS_CONTACTS_PREFETCH=256 and dramatiq's default for sends: the limited, time-bound
+  and memory runs use that; naive uses dramatiq's default.
 * floor = benchmarks.noop: same broker, queue, messages, processes, thread pools and
   100 ms idle poll, an actor that does nothing, no Prometheus middleware.
 * CPU = utime+stime of every process of the worker's process group (/proc), Redis
@@ -1185,13 +1280,15 @@ Definitions:
   validated beforehand (broker.enqueue(contact_message(payload)), as actor.send would), so the
   ratio favours the loop; the pre-validated row pipelines those same payloads.
 * time bound: each lone contact has a template of its own and follows the previous one by 0.3 s;
-  cut lateness = batch created_ms - contact appended_ms - max wait (both Redis-side worker
-  clocks); end-to-end = sandbox arrival - producer call - max wait. p99 of 20-30 samples is about
-  their maximum.
+  cut lateness = batch record's created_ms - the contact's append time (its score in the batch
+  key's order zset, read while it is pending: finished records no longer keep their contacts) -
+  max wait, both worker clocks; end-to-end = sandbox arrival - producer call - max wait. p99 of
+  20-30 samples is about their maximum.
 * memory: used_memory once the aggregator appended every contact (max size 10000, max wait
   3600 s, so nothing is cut) and the workers disconnected, minus used_memory of the empty Redis;
-  includes the per-contact redelivery marker (msg:*, 24 h) and dedupe marker (dedupe:*,
-  LEVERS_DEDUPE_WINDOW_SECONDS), which outlive the pending entry, and the keyspace's own tables.
+  includes the per-contact markers that outlive the pending entry (dedupe:*, kept for
+  LEVERS_DEDUPE_WINDOW_SECONDS, and msg:* redelivery markers where the code under test still
+  writes them) and the keyspace's own tables.
   Dramatiq queue bytes = used_memory after enqueue minus empty. RSS = the largest VmRSS, sampled
   every 0.25 s, of any worker.process process."""
 
@@ -1207,9 +1304,18 @@ def render(results: Results, total_seconds: float) -> str:
         values = [getattr(row, f) for f in Row.__dataclass_fields__]
         return "| " + " | ".join(v.ljust(w) for v, w in zip(values, widths, strict=True)) + " |"
 
+    code = results.code
+    changed = code.get("fingerprint_start") != code.get("fingerprint_end")
     out = [
         f"levers-batcher benchmark suite: {s.runs} run(s) per figure, {s.contacts:,} contacts "
         f"per throughput run over 3 templates ({CONTACT_SHAPE}), {total_seconds:.0f} s in all",
+        f"code under test: {code.get('version_start')}"
+        + (
+            f"; WARNING: it changed during the run (now {code.get('version_end')}): "
+            "figures may mix versions"
+            if changed
+            else ""
+        ),
         "",
         line(header),
         "| " + " | ".join("-" * w for w in widths) + " |",
@@ -1264,7 +1370,9 @@ def main(argv: list[str] | None = None) -> int:
         server.start()
         sandbox.start()
         bench = Bench(work, server, sandbox, redis.Redis.from_url(server.url))
+        results.code = {"version_start": code_version(), "fingerprint_start": code_fingerprint()}
         run_suite(bench, sizes, results, progress)
+        results.code.update(version_end=code_version(), fingerprint_end=code_fingerprint())
     finally:
         if bench is not None:
             bench.stop_all()
@@ -1278,6 +1386,7 @@ def main(argv: list[str] | None = None) -> int:
         payload = {
             "sizes": sizes.__dict__,
             "machine": results.machine,
+            "code": results.code,
             "runs": results.runs,
             "errors": results.errors,
             "section_seconds": results.seconds,
