@@ -20,6 +20,9 @@ from worker.settings import Settings
 
 # Contacts per Redis round trip in enqueue_contacts.
 PIPELINE_SIZE = 500
+# Contacts per dramatiq message in enqueue_contacts: the worker appends a message's contacts in
+# one round trip, so dramatiq's per-message cost is paid once per chunk, not once per contact.
+CHUNK_SIZE = 50
 
 
 @dataclass(frozen=True)
@@ -70,26 +73,33 @@ class Producer:
         return str(message.message_id)
 
     def enqueue_contacts(self, rows: Iterable[Mapping[str, Any]]) -> EnqueueResult:
-        """Validate every row, enqueue the valid ones PIPELINE_SIZE per round trip."""
+        """Validate every row; enqueue the valid ones CHUNK_SIZE per message and PIPELINE_SIZE
+        per round trip. A contact's id is `<message id>:<position in its message>`."""
         result = EnqueueResult()
-        chunk: list[tuple[int, Any]] = []
+        pending: list[tuple[int, dict[str, Any]]] = []
         for index, row in enumerate(rows):
             try:
                 contact = validate_contact(_present(row), self.settings.default_region)
             except ContactError as exc:
                 result.rejected.append(Rejection(index, exc.reason, str(exc)))
                 continue
-            chunk.append((index, contact_message(contact.to_message())))
-            if len(chunk) >= PIPELINE_SIZE:
-                self._flush(chunk, result)
-        self._flush(chunk, result)
+            pending.append((index, contact.to_message()))
+            if len(pending) >= PIPELINE_SIZE:
+                self._flush(pending, result)
+        self._flush(pending, result)
         return result
 
-    def _flush(self, chunk: list[tuple[int, Any]], result: EnqueueResult) -> None:
-        if chunk:
-            enqueue_pipelined(self.broker, (message for _, message in chunk))
-            result.accepted.extend((index, str(message.message_id)) for index, message in chunk)
-            chunk.clear()
+    def _flush(self, pending: list[tuple[int, dict[str, Any]]], result: EnqueueResult) -> None:
+        chunks = [pending[i : i + CHUNK_SIZE] for i in range(0, len(pending), CHUNK_SIZE)]
+        messages = [contact_message([payload for _, payload in chunk]) for chunk in chunks]
+        if messages:
+            enqueue_pipelined(self.broker, messages)
+        for chunk, message in zip(chunks, messages, strict=True):
+            result.accepted.extend(
+                (index, f"{message.message_id}:{position}")
+                for position, (index, _) in enumerate(chunk)
+            )
+        pending.clear()
 
     def close(self) -> None:
         self.broker.close()

@@ -28,8 +28,8 @@ def test_invalid_contact_is_recorded_with_its_reason(
     redis_client: redis.Redis, clock: FakeClock
 ) -> None:
     store, queued, aggregator, _ = build(redis_client, clock)
-    assert aggregator.handle({"number": "+96612341234"}, "m1") is None
-    assert aggregator.handle(["not", "an", "object"], "m2") is None
+    assert aggregator.handle({"number": "+96612341234"}, "m1") == [None]
+    assert aggregator.handle("not an object", "m2") == [None]
     assert store.stats() == {"rejected_invalid_number": 1, "rejected_invalid_field": 1}
     newest, oldest = (json.loads(r) for r in redis_client.lrange(store.keys.rejects, 0, -1))
     assert oldest["contact_id"] == "m1" and oldest["reason"] == "invalid_number"
@@ -41,7 +41,7 @@ def test_national_number_uses_the_default_region(
     redis_client: redis.Redis, clock: FakeClock
 ) -> None:
     store, _, aggregator, _ = build(redis_client, clock)
-    result = aggregator.handle({"number": "050 123 4567"}, "m1")
+    [result] = aggregator.handle({"number": "050 123 4567"}, "m1")
     assert result is not None and result.status == "appended"
     assert store.pending_status()[0].pending == 1
 
@@ -49,7 +49,7 @@ def test_national_number_uses_the_default_region(
 def test_size_cut_queues_the_batch(redis_client: redis.Redis, clock: FakeClock) -> None:
     store, queued, aggregator, _ = build(redis_client, clock)
     aggregator.handle({"number": "+966501234567"}, "m1")
-    result = aggregator.handle({"number": "+966501234568"}, "m2")
+    [result] = aggregator.handle({"number": "+966501234568"}, "m2")
     assert result is not None and queued == [result.batch_id]
     assert store.batch(queued[0])["trigger"] == "size"
 
@@ -69,3 +69,38 @@ def test_flusher_cuts_only_overdue_batches_and_requeues_stranded_ones(
     clock.advance(store.config.outbox_grace_seconds)
     assert flusher.reap() == 1
     assert queued == [batch_id, batch_id]
+
+
+def test_a_chunk_is_appended_in_one_go_and_idempotent_on_redelivery(
+    redis_client: redis.Redis, clock: FakeClock
+) -> None:
+    store, queued, aggregator, _ = build(redis_client, clock, max_size=3)
+    chunk = [
+        {"number": "+966501234561"},
+        {"number": "not a number"},
+        {"number": "+966501234562"},
+        {"number": "+966501234563"},
+        {"number": "+966501234564"},
+    ]
+    results = aggregator.handle(chunk, "msg")
+    assert [r.status if r else None for r in results] == [
+        "appended",
+        None,
+        "appended",
+        "appended",
+        "appended",
+    ]
+    assert len(queued) == 1  # the third valid contact filled a batch of 3
+    assert store.stats()["rejected_unparseable_number"] == 1
+    # dramatiq delivers the same message again: nothing is appended twice.
+    again = aggregator.handle(chunk, "msg")
+    assert [r.status if r else None for r in again] == [
+        "redelivered",
+        None,
+        "redelivered",
+        "redelivered",
+        "redelivered",
+    ]
+    assert [s.pending for s in store.pending_status()] == [1]
+    contact_ids = [item[0] for item in json.loads(store.batch(queued[0])["contacts"])]
+    assert contact_ids == ["msg:0", "msg:2", "msg:3"]

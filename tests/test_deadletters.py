@@ -74,7 +74,7 @@ def test_replay_enqueues_and_removes_only_the_replayed(
     assert result.replayed == ["b1:0", "b1:2"] and result.refused == []
     assert dead.ids() == ["b1:1"]
     queue = f"{producer.broker.namespace}:{CONTACTS_QUEUE}"
-    assert redis_client.llen(queue) == 2
+    assert redis_client.llen(queue) == 1  # one message carrying both contacts
 
 
 def test_purge_and_retention(dead: DeadLetters, clock: FakeClock) -> None:

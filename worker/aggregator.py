@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from worker.contacts import validate_contact
+from worker.contacts import Contact, validate_contact
 from worker.errors import ContactError
 from worker.metrics import Metrics
 from worker.store import AppendResult, BatchStore, Clock
@@ -37,25 +37,45 @@ class Aggregator:
         self.metrics = metrics
         self.default_region = default_region
 
-    def handle(self, payload: Any, contact_id: str) -> AppendResult | None:
-        """Validate and append one contact; None when it was rejected (and recorded)."""
+    def handle(self, payload: Any, message_id: str) -> list[AppendResult | None]:
+        """Validate and append the contact a message carries, or each of a chunk of them.
+
+        A single contact's id is the message id; the i-th contact of a chunk (a list, as
+        `enqueue_contacts` sends) is `<message id>:<i>`. Returns one result per contact, None
+        for a contact that was rejected (and recorded).
+        """
+        if isinstance(payload, list):
+            items = [(item, f"{message_id}:{i}") for i, item in enumerate(payload)]
+        else:
+            items = [(payload, message_id)]
+        valid: list[tuple[Contact, str]] = []
+        positions: list[int] = []
+        results: list[AppendResult | None] = [None] * len(items)
+        for position, (item, contact_id) in enumerate(items):
+            contact = self._validate(item, contact_id)
+            if contact is not None:
+                valid.append((contact, contact_id))
+                positions.append(position)
+        for position, result in zip(positions, self.store.append_many(valid), strict=True):
+            results[position] = result
+            self.metrics.contacts.labels(result.status).inc()
+            if result.batch_id is not None:
+                self.metrics.batches_cut.labels("size").inc()
+                self.metrics.batch_size.observe(result.cut_size)
+                self.enqueue_batch(result.batch_id)
+        return results
+
+    def _validate(self, payload: Any, contact_id: str) -> Contact | None:
         try:
             if not isinstance(payload, Mapping):
                 raise ContactError("invalid_field", "a contact message must carry an object")
-            contact = validate_contact(payload, self.default_region)
+            return validate_contact(payload, self.default_region)
         except ContactError as exc:
             self.store.record_reject(exc.reason, str(exc), payload, contact_id)
             self.metrics.contacts.labels("rejected").inc()
             self.metrics.rejected.labels(exc.reason).inc()
             log.warning("contact rejected", extra={"contact_id": contact_id, "reason": exc.reason})
             return None
-        result = self.store.append(contact, contact_id)
-        self.metrics.contacts.labels(result.status).inc()
-        if result.batch_id is not None:
-            self.metrics.batches_cut.labels("size").inc()
-            self.metrics.batch_size.observe(result.cut_size)
-            self.enqueue_batch(result.batch_id)
-        return result
 
 
 class Flusher:

@@ -82,7 +82,8 @@ def build_broker(
     return broker
 
 
-def contact_message(payload: dict[str, Any]) -> dramatiq.Message[Any]:
+def contact_message(payload: dict[str, Any] | list[dict[str, Any]]) -> dramatiq.Message[Any]:
+    """A message for the aggregate actor: one contact, or a chunk of them (a list)."""
     return dramatiq.Message(
         queue_name=CONTACTS_QUEUE,
         actor_name=AGGREGATE_ACTOR,

@@ -107,42 +107,61 @@ class BatchStore:
     # -- aggregation ---------------------------------------------------------------------
 
     def append(self, contact: Contact, contact_id: str) -> AppendResult:
-        """Add a validated contact; `contact_id` is the dramatiq message id (kept on redelivery)."""
+        """Add a validated contact; `contact_id` is stable across dramatiq redeliveries."""
+        return self.append_many([(contact, contact_id)])[0]
+
+    def append_many(self, contacts: Sequence[tuple[Contact, str]]) -> list[AppendResult]:
+        """Add validated contacts in one round trip (one append.lua call each, pipelined).
+
+        Each call is atomic on its own; if the round trip fails halfway, a redelivery of the
+        same contact ids appends only those that did not make it.
+        """
+        pipe = self.client.pipeline(transaction=False)
+        batch_ids = []
+        for contact, contact_id in contacts:
+            keys, args, batch_id = self._append_call(contact, contact_id)
+            self._append(keys=keys, args=args, client=pipe)
+            batch_ids.append(batch_id)
+        results = []
+        for (status, cut_size), batch_id in zip(pipe.execute(), batch_ids, strict=True):
+            cut = int(cut_size)
+            name: AppendStatus = as_text(status)  # type: ignore[assignment]
+            results.append(AppendResult(name, batch_id if cut else None, cut))
+        return results
+
+    def _append_call(self, contact: Contact, contact_id: str) -> tuple[list[str], list[Any], str]:
         key = contact.batch_key
         token = f"k:{contact.dedupe_key}" if contact.dedupe_key else f"n:{contact.number}"
         batch_id = new_batch_id()
         now_ms = self._now_ms()
         # [contact id, the contact as Levers takes it, append time in ms]
         stored = json.dumps([contact_id, contact.to_levers(), now_ms], separators=(",", ":"))
-        status, cut_size = self._append(
-            keys=[
-                self.keys.pending(key),
-                self.keys.order(key),
-                self.keys.deadlines,
-                self.keys.batch(batch_id),
-                self.keys.inflight,
-                self.keys.stats,
-                self.keys.message(contact_id),
-                self.keys.dedupe(key, token),
-                self.keys.ready(key),
-                self.keys.ready_keys,
-            ],
-            args=[
-                now_ms,
-                key,
-                contact.number,
-                stored,
-                contact_id,
-                self.config.batch_max_size,
-                int(self.config.batch_max_wait_seconds * 1000),
-                self.config.dedupe_window_seconds,
-                self.config.message_marker_seconds,
-                batch_id,
-                int(self.config.outbox_grace_seconds * 1000),
-            ],
-        )
-        cut = int(cut_size)
-        return AppendResult(as_text(status), batch_id if cut else None, cut)  # type: ignore[arg-type]
+        keys = [
+            self.keys.pending(key),
+            self.keys.order(key),
+            self.keys.deadlines,
+            self.keys.batch(batch_id),
+            self.keys.inflight,
+            self.keys.stats,
+            self.keys.message(contact_id),
+            self.keys.dedupe(key, token),
+            self.keys.ready(key),
+            self.keys.ready_keys,
+        ]
+        args = [
+            now_ms,
+            key,
+            contact.number,
+            stored,
+            contact_id,
+            self.config.batch_max_size,
+            int(self.config.batch_max_wait_seconds * 1000),
+            self.config.dedupe_window_seconds,
+            self.config.message_marker_seconds,
+            batch_id,
+            int(self.config.outbox_grace_seconds * 1000),
+        ]
+        return keys, args, batch_id
 
     def due_keys(self, limit: int = 100) -> list[str]:
         """Batch keys whose deadline has passed, oldest first."""
