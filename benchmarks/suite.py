@@ -48,6 +48,7 @@ from benchmarks.procs import ProcessGroup, RssSampler, group_cpu_seconds
 from producers.api import CHUNK_SIZE, PIPELINE_SIZE, Producer
 from tests.servers import RedisServer
 from tests.workers import WorkerProcess
+from worker.broker import CONTACTS_QUEUE, build_broker, contact_message, enqueue_pipelined
 from worker.contacts import batch_key, validate_contact
 from worker.keys import Keys
 from worker.sandbox import Sandbox, SandboxConfig

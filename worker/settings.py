@@ -70,9 +70,9 @@ class Settings:
     # dramatiq: how often an idle consumer polls Redis, ms. Bounds the pickup latency (G3).
     worker_timeout_ms: int = 100
     # dramatiq: contact messages one process fetches ahead (dramatiq's default is 2 x threads).
-    # Fetching in bulk removes most of dramatiq's per-message round trips; the cost is that a
-    # killed process holds this many contacts until its heartbeat times out.
-    contacts_prefetch: int = 256
+    # Fetching in bulk saves round trips; the cost is that a killed process holds this many
+    # messages (up to 50 contacts each from enqueue_contacts) until its heartbeat times out.
+    contacts_prefetch: int = 32
     # dramatiq: a worker silent for this long is presumed dead and its messages requeued, ms.
     heartbeat_timeout_ms: int = 15_000
     # dramatiq: per million broker commands, how many run the maintenance that requeues a dead
