@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -151,7 +152,9 @@ class Supervisor:
                     self.on_signal(signal.SIGTERM, None)
             if all(child.poll() is not None for child in self.children):
                 break
-            self.stopping.wait(0.2)
+            # Not stopping.wait(): once stopping is set it returns at once, and this loop would
+            # spin on a core while the processes finish their requests.
+            time.sleep(0.2)
         codes = [child.returncode for child in self.children]
         clean = self.signals > 0 and all(code == 0 for code in codes)
         return 0 if clean else 1
