@@ -69,8 +69,16 @@ def run(
     # The sender pool keeps dramatiq's default (2 x threads): a send token held by a dead
     # process only waits, while other tokens send its batches (see pick.lua).
     workers[0].queue_prefetch = settings.contacts_prefetch
-    for worker in workers:
-        worker.start()
+    # Each dramatiq Worker adds a middleware of its own to the broker; with two, dramatiq warns
+    # that a middleware type was added twice, which here is intended.
+    broker_log = logging.getLogger("dramatiq.broker.RedisBroker")
+    level = broker_log.level
+    broker_log.setLevel(logging.ERROR)
+    try:
+        for worker in workers:
+            worker.start()
+    finally:
+        broker_log.setLevel(level)
     runtime.flusher.start()
     log.info("worker process started", extra={"threads": threads, "send_threads": send_threads})
     stop.wait()
