@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Literal
@@ -364,23 +364,25 @@ class BatchStore:
         return {as_text(k): as_text(v) for k, v in raw.items()}
 
     def pending_status(self) -> list[KeyStatus]:
+        """Pending contacts and oldest age per batch key, in two round trips.
+
+        The deadlines set names exactly the keys that have pending contacts (a key gets a
+        deadline with its first contact and loses it when its buffer empties), so there is no
+        need to scan the keyspace, which holds a dedupe marker per contact.
+        """
         now = self.clock()
+        keys = sorted(as_text(k) for k in self.client.zrange(self.keys.deadlines, 0, -1))
+        pipe = self.client.pipeline(transaction=False)
+        for key in keys:
+            pipe.zcard(self.keys.order(key))
+            pipe.zrange(self.keys.order(key), 0, 0, withscores=True)
+        replies = pipe.execute()
         result = []
-        for key in sorted(self._pending_keys()):
-            order = self.keys.order(key)
-            pipe = self.client.pipeline(transaction=False)
-            pipe.zcard(order)
-            pipe.zrange(order, 0, 0, withscores=True)
-            count, oldest = pipe.execute()
+        for key, count, oldest in zip(keys, replies[::2], replies[1::2], strict=True):
             if count:
                 age = max(0.0, now - float(oldest[0][1]) / 1000)
                 result.append(KeyStatus(key, int(count), age))
         return result
-
-    def _pending_keys(self) -> Iterable[str]:
-        prefix = self.keys.order("")
-        for raw in self.client.scan_iter(match=prefix + "*", count=500):
-            yield as_text(raw)[len(prefix) :]
 
     def inflight_states(self) -> dict[str, int]:
         counts: dict[str, int] = {}
