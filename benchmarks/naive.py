@@ -12,12 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import dramatiq
 import httpx
 from dramatiq.brokers.redis import RedisBroker
 
 from benchmarks import runner
-from worker.broker import AGGREGATE_ACTOR, CONTACTS_QUEUE, build_broker
 from worker.contacts import validate_contact
 from worker.levers import AUTH_PATH, BULK_PATH, bulk_body
 from worker.settings import Settings
@@ -52,16 +50,12 @@ class OneByOne:
 
 
 def build(settings: Settings) -> RedisBroker:
-    broker = build_broker(settings)
     poster = OneByOne(settings, pool_size=64)
 
     def levers_aggregate(payload: Any) -> None:
         poster.send(payload)
 
-    dramatiq.actor(
-        broker=broker, actor_name=AGGREGATE_ACTOR, queue_name=CONTACTS_QUEUE, max_retries=20
-    )(levers_aggregate)
-    return broker
+    return runner.broker_with(settings, levers_aggregate)
 
 
 if __name__ == "__main__":

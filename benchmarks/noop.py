@@ -12,11 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 
 from benchmarks import runner
-from worker.broker import AGGREGATE_ACTOR, CONTACTS_QUEUE, build_broker
 from worker.settings import Settings
 
 
@@ -25,11 +23,7 @@ def levers_aggregate(payload: Any) -> None:
 
 
 def build(settings: Settings) -> RedisBroker:
-    broker = build_broker(settings)
-    dramatiq.actor(
-        broker=broker, actor_name=AGGREGATE_ACTOR, queue_name=CONTACTS_QUEUE, max_retries=20
-    )(levers_aggregate)
-    return broker
+    return runner.broker_with(settings, levers_aggregate)
 
 
 if __name__ == "__main__":

@@ -21,12 +21,22 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable
+from typing import Any
 
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 
-from worker.broker import BATCHES_QUEUE, CONTACTS_QUEUE
+from worker.broker import AGGREGATE_ACTOR, BATCHES_QUEUE, CONTACTS_QUEUE, build_broker
 from worker.settings import Settings
+
+
+def broker_with(settings: Settings, actor: Callable[[Any], None]) -> RedisBroker:
+    """Our broker with `actor` in the aggregate actor's place (same name, queue, retries)."""
+    broker = build_broker(settings)
+    dramatiq.actor(
+        broker=broker, actor_name=AGGREGATE_ACTOR, queue_name=CONTACTS_QUEUE, max_retries=20
+    )(actor)
+    return broker
 
 
 def serve(broker: RedisBroker, threads: int, worker_timeout_ms: int) -> int:
