@@ -19,6 +19,7 @@ import redis
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import CurrentMessage, Middleware
 
+from worker.connection import connect
 from worker.keys import Keys
 from worker.settings import Settings
 
@@ -64,7 +65,7 @@ def build_broker(
 ) -> RedisBroker:
     keys = Keys(settings.namespace)
     if client is None:
-        client = redis.Redis.from_url(settings.redis_url, redis_connect_func=watch)
+        client = connect(settings, on_connect=watch)
     broker = RedisBroker(  # type: ignore[no-untyped-call]
         client=client,
         namespace=keys.dramatiq,

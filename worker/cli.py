@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from worker import logs
+from worker.connection import connect
 from worker.settings import Settings, settings_or_exit
 
 log = logging.getLogger("levers.worker")
@@ -54,7 +55,7 @@ def start_endpoint(settings: Settings, supervisor: Supervisor) -> None:
     from worker.levers import Timeouts, TokenProvider
     from worker.store import BatchStore
 
-    client = redis.Redis.from_url(settings.redis_url)
+    client = connect(settings)
     store = BatchStore(client, Keys(settings.namespace), store_config(settings))
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
@@ -192,13 +193,12 @@ def worker_main(argv: list[str] | None = None) -> int:
 
 
 def _store(settings: Settings) -> Any:
-    import redis
 
     from worker.actors import store_config
     from worker.keys import Keys
     from worker.store import BatchStore
 
-    client = redis.Redis.from_url(settings.redis_url)
+    client = connect(settings)
     return BatchStore(client, Keys(settings.namespace), store_config(settings))
 
 
@@ -266,12 +266,11 @@ def print_dead_letters(records: list[dict[str, Any]]) -> None:
 
 
 def dead_letters_command(settings: Settings, args: argparse.Namespace) -> int:
-    import redis
 
     from worker.deadletters import DeadLetters
     from worker.keys import Keys
 
-    client = redis.Redis.from_url(settings.redis_url)
+    client = connect(settings)
     dead = DeadLetters(client, Keys(settings.namespace))
     if args.action != "list" and not (args.reason or args.id or args.batch_key or args.all):
         print(

@@ -1,275 +1,66 @@
 """Configuration, read once from the environment into one frozen object.
 
-`Settings.from_env(mapping)` takes any mapping, so tests pass a plain dict. Every bad
-variable is collected and reported in one `SettingsError`, so an operator fixes a broken
-deployment in one round instead of one variable per restart.
+Every setting is declared once, as a field of `Settings` whose metadata names its variable,
+bounds and meaning (`env(...)`); `Settings.from_env(mapping)` reads them all from any mapping,
+so tests pass a plain dict. Every bad variable is collected and reported in one
+`SettingsError`, so an operator fixes a broken deployment in one round instead of one variable
+per restart.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import sys
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import Field, dataclass, field, fields
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
+from urllib.parse import urlsplit
 
 import phonenumbers
 
 from worker.errors import SettingsError
 
-T = TypeVar("T")
-
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
-
-@dataclass(frozen=True)
-class Settings:
-    """Every knob of the worker, with its unit in the name or the comment."""
-
-    redis_url: str = field(default="redis://127.0.0.1:6379/0", repr=False)  # may hold a password
-    namespace: str = "levers"
-    base_url: str = "https://api.dev.uselevers.com"
-    client_id: str | None = None
-    client_secret: str | None = field(default=None, repr=False)
-    api_token: str | None = field(default=None, repr=False)
-    batch_max_size: int = 100
-    batch_max_wait_seconds: float = 2.0
-    max_requests_per_second: float = 5.0
-    max_contacts_per_minute: int = 0  # 0 = no limit
-    # Adaptive mode: find an unknown rate limit (see worker/ratelimit.py).
-    adaptive_rate: bool = False
-    adaptive_min_requests_per_second: float = 0.5
-    adaptive_step: float = 0.05
-    # Requests on the wire at once across every replica (0 = no cap).
-    max_in_flight: int = 10
-    # Arrival jitter tolerated per second by the request spacing, ms (see worker/ratelimit.py).
-    rate_jitter_ms: float = 40.0
-    dedupe_window_seconds: int = 3600  # 0 = no cross-batch dedupe
-    default_region: str | None = None
-    metrics_port: int = 9191
-    # Distinct batch keys shown as labels; the rest fold into `other`.
-    metrics_max_batch_keys: int = 20
-    # HTTP timeouts for the Levers API, seconds.
-    connect_timeout_seconds: float = 5.0
-    request_timeout_seconds: float = 30.0
-    # A send attempt that fails with a connection error or 5xx is retried this many times.
-    max_send_retries: int = 8
-    # ... and a batch still failing this long after its first attempt is given up, s.
-    max_retry_seconds: float = 3600.0
-    # How long a `sending` claim is trusted before the batch is treated as an unknown outcome.
-    send_lease_seconds: float = 120.0
-    # Resend a batch whose request may have reached Levers (unknown outcome) instead of
-    # dead-lettering it: for accounts that prefer a possible duplicate call to a missed one.
-    resend_unknown: bool = False
-    # Sent batch records are kept this long for `levers-admin` and reconciliation.
-    batch_retention_seconds: int = 86400
-    # Dead letters are kept this long for an operator to replay or purge, s.
-    dead_letter_retention_seconds: int = 30 * 86400
-    # dramatiq: how often an idle consumer polls Redis, ms. Bounds the pickup latency (G3).
-    worker_timeout_ms: int = 100
-    # dramatiq: contact messages one process fetches ahead (dramatiq's default is 2 x threads).
-    # Fetching in bulk saves round trips; the cost is that a killed process holds this many
-    # messages (up to 50 contacts each from enqueue_contacts) until its heartbeat times out.
-    contacts_prefetch: int = 32
-    # dramatiq: a worker silent for this long is presumed dead and its messages requeued, ms.
-    heartbeat_timeout_ms: int = 15_000
-    # dramatiq: per million broker commands, how many run the maintenance that requeues a dead
-    # worker's messages (dramatiq's default is 1000).
-    maintenance_chance: int = 10_000
-    log_level: str = "INFO"
-    log_format: str = "text"  # or "json"
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """Build settings from `env` (default: `os.environ`), raising one error for all faults."""
-        env = os.environ if env is None else env
-        reader = _Reader(env)
-        values: dict[str, Any] = {
-            "redis_url": reader.text("REDIS_URL", cls.redis_url),
-            "namespace": reader.text("LEVERS_NAMESPACE", cls.namespace, check=_namespace),
-            "base_url": reader.text("LEVERS_BASE_URL", cls.base_url, check=_http_url).rstrip("/"),
-            "client_id": reader.optional("LEVERS_CLIENT_ID"),
-            "client_secret": reader.secret("LEVERS_CLIENT_SECRET"),
-            "api_token": reader.secret("LEVERS_API_TOKEN"),
-            "batch_max_size": reader.integer(
-                "LEVERS_BATCH_MAX_SIZE", cls.batch_max_size, 1, 10_000
-            ),
-            "batch_max_wait_seconds": reader.number(
-                "LEVERS_BATCH_MAX_WAIT_SECONDS", cls.batch_max_wait_seconds, 0.05, 86_400
-            ),
-            "max_requests_per_second": reader.number(
-                "LEVERS_MAX_REQUESTS_PER_SECOND", cls.max_requests_per_second, 0.01, 10_000
-            ),
-            "max_contacts_per_minute": reader.integer(
-                "LEVERS_MAX_CONTACTS_PER_MINUTE", cls.max_contacts_per_minute, 0, 10**9
-            ),
-            "adaptive_rate": reader.boolean("LEVERS_ADAPTIVE_RATE", cls.adaptive_rate),
-            "adaptive_min_requests_per_second": reader.number(
-                "LEVERS_ADAPTIVE_MIN_REQUESTS_PER_SECOND",
-                cls.adaptive_min_requests_per_second,
-                0.01,
-                10_000,
-            ),
-            "adaptive_step": reader.number("LEVERS_ADAPTIVE_STEP", cls.adaptive_step, 0.001, 100),
-            "max_in_flight": reader.integer("LEVERS_MAX_IN_FLIGHT", cls.max_in_flight, 0, 10_000),
-            "rate_jitter_ms": reader.number("LEVERS_RATE_JITTER_MS", cls.rate_jitter_ms, 0, 500),
-            "dedupe_window_seconds": reader.integer(
-                "LEVERS_DEDUPE_WINDOW_SECONDS", cls.dedupe_window_seconds, 0, 365 * 86400
-            ),
-            "default_region": _upper(reader.optional("LEVERS_DEFAULT_REGION", check=_region)),
-            "metrics_port": reader.integer("LEVERS_METRICS_PORT", cls.metrics_port, 0, 65535),
-            "metrics_max_batch_keys": reader.integer(
-                "LEVERS_METRICS_MAX_BATCH_KEYS", cls.metrics_max_batch_keys, 1, 1000
-            ),
-            "connect_timeout_seconds": reader.number(
-                "LEVERS_CONNECT_TIMEOUT_SECONDS", cls.connect_timeout_seconds, 0.1, 600
-            ),
-            "request_timeout_seconds": reader.number(
-                "LEVERS_REQUEST_TIMEOUT_SECONDS", cls.request_timeout_seconds, 0.1, 3600
-            ),
-            "max_send_retries": reader.integer(
-                "LEVERS_MAX_SEND_RETRIES", cls.max_send_retries, 0, 1000
-            ),
-            "max_retry_seconds": reader.number(
-                "LEVERS_MAX_RETRY_SECONDS", cls.max_retry_seconds, 1, 7 * 86400
-            ),
-            "send_lease_seconds": reader.number(
-                "LEVERS_SEND_LEASE_SECONDS", cls.send_lease_seconds, 1, 86_400
-            ),
-            "resend_unknown": reader.boolean("LEVERS_RESEND_UNKNOWN", cls.resend_unknown),
-            "batch_retention_seconds": reader.integer(
-                "LEVERS_BATCH_RETENTION_SECONDS", cls.batch_retention_seconds, 60, 365 * 86400
-            ),
-            "dead_letter_retention_seconds": reader.integer(
-                "LEVERS_DEAD_LETTER_RETENTION_SECONDS",
-                cls.dead_letter_retention_seconds,
-                60,
-                3650 * 86400,
-            ),
-            "worker_timeout_ms": reader.integer(
-                "LEVERS_WORKER_TIMEOUT_MS", cls.worker_timeout_ms, 10, 60_000
-            ),
-            "contacts_prefetch": reader.integer(
-                "LEVERS_CONTACTS_PREFETCH", cls.contacts_prefetch, 1, 65535
-            ),
-            "heartbeat_timeout_ms": reader.integer(
-                "LEVERS_HEARTBEAT_TIMEOUT_MS", cls.heartbeat_timeout_ms, 1_000, 3_600_000
-            ),
-            "maintenance_chance": reader.integer(
-                "LEVERS_MAINTENANCE_CHANCE", cls.maintenance_chance, 1, 1_000_000
-            ),
-            "log_format": reader.text("LEVERS_LOG_FORMAT", cls.log_format, check=_log_format),
-            "log_level": reader.text("LEVERS_LOG_LEVEL", cls.log_level, check=_log_level).upper(),
-        }
-        if reader.errors:
-            raise SettingsError(reader.errors)
-        return cls(**values)
-
-    @property
-    def has_credentials(self) -> bool:
-        return bool(self.api_token or (self.client_id and self.client_secret))
+Check = Callable[[str], str | None]
 
 
-def settings_or_exit() -> Settings:
-    """For commands: the settings, or every problem on stderr and exit status 2."""
-    try:
-        return Settings.from_env()
-    except SettingsError as exc:
-        print(exc, file=sys.stderr)
-        raise SystemExit(2) from None
+def env(
+    name: str,
+    default: Any,
+    doc: str,
+    *,
+    kind: type | None = None,
+    low: float | None = None,
+    high: float | None = None,
+    check: Check | None = None,
+    secret: bool = False,
+    normalise: Callable[[str], str] | None = None,
+    sensitive: bool = False,
+) -> Any:
+    """Declare one setting: its variable, default, meaning and bounds, in one place.
 
-
-class _Reader:
-    """Reads typed values from a mapping and remembers every fault instead of stopping."""
-
-    def __init__(self, env: Mapping[str, str]) -> None:
-        self.env = env
-        self.errors: list[str] = []
-
-    def _raw(self, name: str) -> str | None:
-        value = self.env.get(name)
-        if value is None or value.strip() == "":
-            return None
-        return value.strip()
-
-    def text(
-        self, name: str, default: str, check: Callable[[str], str | None] | None = None
-    ) -> str:
-        value = self._raw(name)
-        if value is None:
-            return default
-        problem = check(value) if check else None
-        if problem:
-            self.errors.append(f"{name}={value!r}: {problem}")
-            return default
-        return value
-
-    def optional(self, name: str, check: Callable[[str], str | None] | None = None) -> str | None:
-        value = self._raw(name)
-        if value is None:
-            return None
-        problem = check(value) if check else None
-        if problem:
-            self.errors.append(f"{name}={value!r}: {problem}")
-            return None
-        return value
-
-    def secret(self, name: str) -> str | None:
-        """A secret from `NAME`, or from the file named by `NAME_FILE` (never echoed in errors)."""
-        direct = self._raw(name)
-        path = self._raw(f"{name}_FILE")
-        if direct and path:
-            self.errors.append(f"{name} and {name}_FILE: set one, not both")
-            return None
-        if path is None:
-            return direct
-        try:
-            content = Path(path).read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            # The value is not echoed: it may be the secret itself, put here by mistake.
-            self.errors.append(f"{name}_FILE: cannot read that file ({exc.strerror})")
-            return None
-        if not content:
-            self.errors.append(f"{name}_FILE: the file is empty")
-            return None
-        return content
-
-    def _parse(self, name: str, default: T, kind: Callable[[str], T], low: T, high: T) -> T:
-        value = self._raw(name)
-        if value is None:
-            return default
-        try:
-            parsed = kind(value)
-        except ValueError:
-            self.errors.append(f"{name}={value!r}: not a {kind.__name__}")
-            return default
-        if not (low <= parsed <= high):  # type: ignore[operator]
-            self.errors.append(f"{name}={value!r}: must be between {low} and {high}")
-            return default
-        return parsed
-
-    def integer(self, name: str, default: int, low: int, high: int) -> int:
-        return self._parse(name, default, int, low, high)
-
-    def number(self, name: str, default: float, low: float, high: float) -> float:
-        return self._parse(name, default, float, low, high)
-
-    def boolean(self, name: str, default: bool) -> bool:
-        value = self._raw(name)
-        if value is None:
-            return default
-        if value.lower() in _TRUE:
-            return True
-        if value.lower() in _FALSE:
-            return False
-        self.errors.append(f"{name}={value!r}: not a boolean (true/false)")
-        return default
-
-
-def _upper(value: str | None) -> str | None:
-    return value.upper() if value else None
+    `kind` is needed only when the default is None (then the value is optional text).
+    `secret` settings may also come from the file `NAME_FILE` and are never echoed;
+    `sensitive` ones (a URL with a password) are kept out of `repr` but may be named.
+    """
+    return field(
+        default=default,
+        repr=not (secret or sensitive),
+        metadata={
+            "env": name,
+            "doc": doc,
+            "kind": kind or type(default),
+            "low": low,
+            "high": high,
+            "check": check,
+            "secret": secret,
+            "normalise": normalise,
+        },
+    )
 
 
 def _namespace(value: str) -> str | None:
@@ -284,19 +75,476 @@ def _http_url(value: str) -> str | None:
     return None
 
 
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
+def redis_url_problem(value: str) -> str | None:
+    """Why `value` is not a Redis URL redis-py can use, or None."""
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 (raises ValueError for a port that is not a number)
+    except ValueError as exc:
+        return f"not a URL ({exc})"
+    if parts.scheme not in REDIS_SCHEMES:
+        return "must start with redis://, rediss:// or unix:// (e.g. redis://127.0.0.1:6379/0)"
+    if parts.scheme != "unix" and not parts.hostname:
+        return "names no host (e.g. redis://127.0.0.1:6379/0)"
+    database = parts.path.strip("/")
+    if parts.scheme != "unix" and database and not database.isdigit():
+        return "the path must be a database number (e.g. /0)"
+    return None
+
+
+def _sentinels(value: str) -> str | None:
+    for item in value.split(","):
+        host, _, port = item.strip().rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            return "must be a comma-separated list of host:port (e.g. s1:26379,s2:26379)"
+    return None
+
+
 def _region(value: str) -> str | None:
     if value.upper() not in phonenumbers.SUPPORTED_REGIONS:
         return "not a region code phonenumbers knows (e.g. SA, US, GB)"
     return None
 
 
-def _log_format(value: str) -> str | None:
-    if value not in {"text", "json"}:
-        return "must be text or json"
+def _one_of(*choices: str) -> Check:
+    def check(value: str) -> str | None:
+        if value.lower() not in choices:
+            return "must be " + ", ".join(choices[:-1]) + " or " + choices[-1]
+        return None
+
+    return check
+
+
+NUMBER_TYPES = (
+    "mobile",
+    "fixed_line",
+    "fixed_line_or_mobile",
+    "toll_free",
+    "premium_rate",
+    "shared_cost",
+    "voip",
+    "personal_number",
+    "pager",
+    "uan",
+    "voicemail",
+)
+
+
+def _number_types(value: str) -> str | None:
+    names = [part.strip().lower() for part in value.split(",") if part.strip()]
+    unknown = [name for name in names if name not in NUMBER_TYPES]
+    if not names or unknown:
+        return "must be a comma-separated list of " + ", ".join(NUMBER_TYPES)
     return None
 
 
-def _log_level(value: str) -> str | None:
-    if value.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
-        return "must be DEBUG, INFO, WARNING or ERROR"
-    return None
+def _lower(value: str) -> str:
+    return value.lower()
+
+
+def _upper(value: str) -> str:
+    return value.upper()
+
+
+def _no_trailing_slash(value: str) -> str:
+    return value.rstrip("/")
+
+
+def _lower_list(value: str) -> str:
+    return ",".join(part.strip().lower() for part in value.split(",") if part.strip())
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob of levers-batcher, with its unit in the name or the doc."""
+
+    # -- connections -----------------------------------------------------------------------
+    redis_url: str = env(
+        "REDIS_URL",
+        "redis://127.0.0.1:6379/0",
+        "Redis for broker and state (ignored for the host when REDIS_SENTINELS is set)",
+        check=redis_url_problem,
+        sensitive=True,  # may hold a password
+    )
+    redis_sentinels: str | None = env(
+        "REDIS_SENTINELS",
+        None,
+        "Sentinels as host:port,host:port; the primary is found through them",
+        kind=str,
+        check=_sentinels,
+    )
+    redis_sentinel_master: str = env(
+        "REDIS_SENTINEL_MASTER", "levers", "the name the sentinels know the primary by"
+    )
+    redis_password: str | None = env(
+        "REDIS_PASSWORD",
+        None,
+        "password of the Redis primary and replicas (with sentinels; or put it in REDIS_URL)",
+        kind=str,
+        secret=True,
+    )
+    redis_sentinel_password: str | None = env(
+        "REDIS_SENTINEL_PASSWORD",
+        None,
+        "password of the sentinels themselves",
+        kind=str,
+        secret=True,
+    )
+    redis_min_replicas: int = env(
+        "LEVERS_REDIS_MIN_REPLICAS",
+        0,
+        "replicas that must have each accepted contact and state change before it counts "
+        "(Redis WAIT); 0 = do not wait",
+        low=0,
+        high=10,
+    )
+    redis_wait_timeout_ms: int = env(
+        "LEVERS_REDIS_WAIT_TIMEOUT_MS",
+        1000,
+        "how long a write waits for LEVERS_REDIS_MIN_REPLICAS, ms",
+        low=1,
+        high=60_000,
+    )
+    namespace: str = env(
+        "LEVERS_NAMESPACE",
+        "levers",
+        "prefix of every Redis key, dramatiq's included",
+        check=_namespace,
+    )
+    base_url: str = env(
+        "LEVERS_BASE_URL",
+        "https://api.dev.uselevers.com",
+        "Levers API host",
+        check=_http_url,
+        normalise=_no_trailing_slash,
+    )
+    client_id: str | None = env("LEVERS_CLIENT_ID", None, "client id for Levers' JWT", kind=str)
+    client_secret: str | None = env(
+        "LEVERS_CLIENT_SECRET", None, "client secret for Levers' JWT", kind=str, secret=True
+    )
+    api_token: str | None = env(
+        "LEVERS_API_TOKEN",
+        None,
+        "a ready bearer token instead of client credentials",
+        kind=str,
+        secret=True,
+    )
+    # -- batching --------------------------------------------------------------------------
+    batch_max_size: int = env(
+        "LEVERS_BATCH_MAX_SIZE", 100, "contacts per request", low=1, high=10_000
+    )
+    batch_max_wait_seconds: float = env(
+        "LEVERS_BATCH_MAX_WAIT_SECONDS",
+        2.0,
+        "longest a contact waits for its batch to fill, s",
+        low=0.05,
+        high=86_400,
+    )
+    dedupe_window_seconds: int = env(
+        "LEVERS_DEDUPE_WINDOW_SECONDS",
+        3600,
+        "same number + batch key within this is dropped as a duplicate, s (0 = off)",
+        low=0,
+        high=365 * 86400,
+    )
+    default_region: str | None = env(
+        "LEVERS_DEFAULT_REGION",
+        None,
+        "region for numbers not in +E.164 form (none: such numbers are rejected)",
+        kind=str,
+        check=_region,
+        normalise=_upper,
+    )
+    allowed_number_types: str = env(
+        "LEVERS_ALLOWED_NUMBER_TYPES",
+        "mobile,fixed_line,fixed_line_or_mobile",
+        "number types that may be called (phonenumbers' names, comma-separated)",
+        check=_number_types,
+        normalise=_lower_list,
+    )
+    max_backlog_bytes: int = env(
+        "LEVERS_MAX_BACKLOG_BYTES",
+        0,
+        "Redis memory above which producers are refused (retryable), bytes; 0 = 80 % of "
+        "Redis maxmemory when that is set, else no limit",
+        low=0,
+        high=2**50,
+    )
+    # -- rate limits -----------------------------------------------------------------------
+    max_requests_per_second: float = env(
+        "LEVERS_MAX_REQUESTS_PER_SECOND",
+        5.0,
+        "global request rate, all replicas together",
+        low=0.01,
+        high=10_000,
+    )
+    max_contacts_per_minute: int = env(
+        "LEVERS_MAX_CONTACTS_PER_MINUTE",
+        0,
+        "global contact rate (0 = no limit)",
+        low=0,
+        high=10**9,
+    )
+    adaptive_rate: bool = env(
+        "LEVERS_ADAPTIVE_RATE",
+        False,
+        "find an unknown rate limit: AIMD between the floor and LEVERS_MAX_REQUESTS_PER_SECOND",
+    )
+    adaptive_min_requests_per_second: float = env(
+        "LEVERS_ADAPTIVE_MIN_REQUESTS_PER_SECOND",
+        0.5,
+        "adaptive floor, requests/s",
+        low=0.01,
+        high=10_000,
+    )
+    adaptive_step: float = env(
+        "LEVERS_ADAPTIVE_STEP",
+        0.05,
+        "requests/s added per success with stable latency (adaptive mode)",
+        low=0.001,
+        high=100,
+    )
+    max_in_flight: int = env(
+        "LEVERS_MAX_IN_FLIGHT",
+        10,
+        "requests on the wire at once, all replicas together (0 = no cap)",
+        low=0,
+        high=10_000,
+    )
+    rate_jitter_ms: float = env(
+        "LEVERS_RATE_JITTER_MS",
+        40.0,
+        "arrival jitter the request spacing tolerates per second, ms",
+        low=0,
+        high=500,
+    )
+    # -- sending ---------------------------------------------------------------------------
+    connect_timeout_seconds: float = env(
+        "LEVERS_CONNECT_TIMEOUT_SECONDS",
+        5.0,
+        "HTTP connect timeout to Levers, s",
+        low=0.1,
+        high=600,
+    )
+    request_timeout_seconds: float = env(
+        "LEVERS_REQUEST_TIMEOUT_SECONDS",
+        30.0,
+        "HTTP read/write timeout to Levers, s",
+        low=0.1,
+        high=3600,
+    )
+    max_send_retries: int = env(
+        "LEVERS_MAX_SEND_RETRIES",
+        8,
+        "attempts of a batch after a 502/503/504, a refused connection or an auth failure "
+        "(429s do not count)",
+        low=0,
+        high=1000,
+    )
+    max_retry_seconds: float = env(
+        "LEVERS_MAX_RETRY_SECONDS",
+        3600.0,
+        "a batch still failing this long after its first attempt is dead-lettered, s",
+        low=1,
+        high=7 * 86400,
+    )
+    send_lease_seconds: float = env(
+        "LEVERS_SEND_LEASE_SECONDS",
+        120.0,
+        "how long a send attempt owns its batch; after that it is an unknown outcome, s",
+        low=1,
+        high=86_400,
+    )
+    resend_unknown: bool = env(
+        "LEVERS_RESEND_UNKNOWN",
+        False,
+        "resend a batch whose outcome is unknown instead of dead-lettering it",
+    )
+    batch_retention_seconds: int = env(
+        "LEVERS_BATCH_RETENTION_SECONDS",
+        86400,
+        "how long finished batch records are kept, s",
+        low=60,
+        high=365 * 86400,
+    )
+    dead_letter_retention_seconds: int = env(
+        "LEVERS_DEAD_LETTER_RETENTION_SECONDS",
+        30 * 86400,
+        "how long dead letters are kept for replay or purge, s",
+        low=60,
+        high=3650 * 86400,
+    )
+    # -- dramatiq --------------------------------------------------------------------------
+    worker_timeout_ms: int = env(
+        "LEVERS_WORKER_TIMEOUT_MS",
+        100,
+        "how often an idle consumer polls Redis (bounds pickup latency), ms",
+        low=10,
+        high=60_000,
+    )
+    contacts_prefetch: int = env(
+        "LEVERS_CONTACTS_PREFETCH",
+        32,
+        "contact messages a worker process fetches ahead; a killed process holds this many "
+        "(up to 50 contacts each) until its heartbeat times out",
+        low=1,
+        high=65535,
+    )
+    heartbeat_timeout_ms: int = env(
+        "LEVERS_HEARTBEAT_TIMEOUT_MS",
+        15_000,
+        "after this silence a worker is presumed dead and its messages requeued, ms",
+        low=1_000,
+        high=3_600_000,
+    )
+    maintenance_chance: int = env(
+        "LEVERS_MAINTENANCE_CHANCE",
+        10_000,
+        "per million broker commands, how many run the pass that requeues a dead worker's messages",
+        low=1,
+        high=1_000_000,
+    )
+    # -- operations ------------------------------------------------------------------------
+    metrics_port: int = env(
+        "LEVERS_METRICS_PORT",
+        9191,
+        "port of levers-worker's /metrics, /healthz and /readyz (0 = off)",
+        low=0,
+        high=65535,
+    )
+    metrics_max_batch_keys: int = env(
+        "LEVERS_METRICS_MAX_BATCH_KEYS",
+        20,
+        "distinct batch keys shown as metric labels; the rest fold into `other`",
+        low=1,
+        high=1000,
+    )
+    log_level: str = env(
+        "LEVERS_LOG_LEVEL",
+        "INFO",
+        "DEBUG, INFO, WARNING or ERROR",
+        check=_one_of("debug", "info", "warning", "error"),
+        normalise=_upper,
+    )
+    log_format: str = env(
+        "LEVERS_LOG_FORMAT",
+        "text",
+        "text (key=value) or json",
+        check=_one_of("text", "json"),
+        normalise=_lower,
+    )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from `environ` (default: `os.environ`), one error for all faults."""
+        source = os.environ if environ is None else environ
+        errors: list[str] = []
+        values = {f.name: _read(f, source, errors) for f in fields(cls)}
+        if errors:
+            raise SettingsError(errors)
+        return cls(**values)
+
+    @property
+    def has_credentials(self) -> bool:
+        return bool(self.api_token or (self.client_id and self.client_secret))
+
+    @property
+    def number_types(self) -> frozenset[str]:
+        return frozenset(self.allowed_number_types.split(","))
+
+    @property
+    def sentinel_addresses(self) -> list[tuple[str, int]]:
+        out = []
+        for item in (self.redis_sentinels or "").split(","):
+            if item.strip():
+                host, _, port = item.strip().rpartition(":")
+                out.append((host, int(port)))
+        return out
+
+
+def declared() -> Iterator[Field[Any]]:
+    """Every setting's field, in declaration order (its metadata names the variable)."""
+    yield from fields(Settings)
+
+
+def variable(name: str) -> str:
+    """The environment variable of the Settings attribute `name`."""
+    return str(Settings.__dataclass_fields__[name].metadata["env"])
+
+
+def settings_or_exit(environ: Mapping[str, str] | None = None) -> Settings:
+    """For commands: the settings, or every problem on stderr and exit status 2."""
+    try:
+        return Settings.from_env(environ)
+    except SettingsError as exc:
+        print(exc, file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _raw(source: Mapping[str, str], name: str) -> str | None:
+    value = source.get(name)
+    if value is None or value.strip() == "":
+        return None
+    return value.strip()
+
+
+def _read(f: Field[Any], source: Mapping[str, str], errors: list[str]) -> Any:
+    meta = f.metadata
+    name: str = meta["env"]
+    raw = _secret(name, source, errors) if meta["secret"] else _raw(source, name)
+    if raw is None:
+        return f.default
+    # A secret's value is never echoed in an error: it may be the secret itself.
+    shown = name if meta["secret"] else f"{name}={raw!r}"
+    kind = meta["kind"]
+    if kind is bool:
+        if raw.lower() in _TRUE:
+            return True
+        if raw.lower() in _FALSE:
+            return False
+        errors.append(f"{shown}: not a boolean (true/false)")
+        return f.default
+    if kind in (int, float):
+        try:
+            parsed = kind(raw)
+        except ValueError:
+            errors.append(f"{shown}: not a{'n' if kind is int else ''} {kind.__name__}")
+            return f.default
+        low, high = meta["low"], meta["high"]
+        if not math.isfinite(parsed) or not (low <= parsed <= high):
+            errors.append(f"{shown}: must be between {_plain(low)} and {_plain(high)}")
+            return f.default
+        return parsed
+    problem = meta["check"](raw) if meta["check"] else None
+    if problem:
+        errors.append(f"{shown}: {problem}")
+        return f.default
+    return meta["normalise"](raw) if meta["normalise"] else raw
+
+
+def _plain(bound: float) -> str:
+    return str(int(bound)) if float(bound).is_integer() else str(bound)
+
+
+def _secret(name: str, source: Mapping[str, str], errors: list[str]) -> str | None:
+    """A secret from `NAME`, or from the file named by `NAME_FILE`."""
+    direct = _raw(source, name)
+    path = _raw(source, f"{name}_FILE")
+    if direct and path:
+        errors.append(f"{name} and {name}_FILE: set one, not both")
+        return None
+    if path is None:
+        return direct
+    try:
+        content = Path(path).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        # The path is not echoed either: it may be the secret itself, put here by mistake.
+        errors.append(f"{name}_FILE: cannot read that file ({exc.strerror})")
+        return None
+    if not content:
+        errors.append(f"{name}_FILE: the file is empty")
+        return None
+    return content
