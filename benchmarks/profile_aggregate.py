@@ -28,17 +28,30 @@ def main() -> None:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="levers-profile-")
 
     import redis
+    from dramatiq.brokers.stub import StubBroker
 
     from worker.aggregator import Aggregator
+    from worker.backlog import QueuedContacts
+    from worker.broker import BATCHES_QUEUE
+    from worker.buffers import BufferConfig, Buffers
     from worker.keys import Keys
     from worker.local import RedisServer
     from worker.metrics import Metrics
-    from worker.store import BatchStore, StoreConfig
+    from worker.outbox import Outbox, OutboxConfig
+    from worker.rejects import Rejects
 
     server = RedisServer(Path(tempfile.mkdtemp(prefix="levers-profile-redis-"))).start()
     try:
-        store = BatchStore(redis.Redis.from_url(server.url), Keys("profile"), StoreConfig())
-        aggregator = Aggregator(store, lambda batch_id: None, Metrics())
+        client, keys = redis.Redis.from_url(server.url), Keys("profile")
+        broker = StubBroker()
+        broker.declare_queue(BATCHES_QUEUE)
+        aggregator = Aggregator(
+            Buffers(client, keys, BufferConfig()),
+            Outbox(client, keys, OutboxConfig(), broker),
+            Rejects(client, keys),
+            QueuedContacts(client, keys),
+            Metrics(),
+        )
         payloads = [
             {
                 "number": f"+96655{i:07d}",

@@ -27,11 +27,10 @@ import redis
 from producers.api import Producer
 from tests.servers import RedisServer, free_port
 from tests.workers import WorkerProcess
-from worker.actors import store_config
+from worker.backlog import read_backlog
 from worker.keys import Keys
 from worker.sandbox import Sandbox, SandboxConfig
 from worker.settings import Settings
-from worker.store import BatchStore
 
 CASES = {
     "dramatiq defaults": {
@@ -60,9 +59,8 @@ def one_run(redis_url: str, sandbox: Sandbox, case_env: dict[str, str], cap: flo
         }
     )
     settings = Settings.from_env(env)
-    store = BatchStore(
-        redis.Redis.from_url(redis_url), Keys(settings.namespace), store_config(settings)
-    )
+    client = redis.Redis.from_url(redis_url)
+    keys = Keys(settings.namespace)
     a = WorkerProcess({**env, "PROMETHEUS_MULTIPROC_DIR": str(work / "a")}, work / "a.log", 1, 2)
     b = WorkerProcess({**env, "PROMETHEUS_MULTIPROC_DIR": str(work / "b")}, work / "b.log", 1, 2)
     try:
@@ -77,7 +75,7 @@ def one_run(redis_url: str, sandbox: Sandbox, case_env: dict[str, str], cap: flo
         producer.enqueue_contacts([{"number": n} for n in sorted(numbers)])
         producer.close()
         deadline = time.monotonic() + 30
-        while store.inflight_states().get("sending", 0) < 2:
+        while read_backlog(client, keys).batches["sending"] < 2:
             if time.monotonic() > deadline:
                 raise RuntimeError("worker A never got busy")
             time.sleep(0.02)

@@ -254,7 +254,9 @@ class Bench:
             payloads = [validate_contact(row).to_message() for row in rows]
             for start in range(0, len(payloads), 500):
                 chunk = payloads[start : start + 500]
-                enqueue_pipelined(broker, (contact_message(p) for p in chunk))
+                pipe = broker.client.pipeline(transaction=False)
+                enqueue_pipelined(broker, (contact_message(p) for p in chunk), pipe)
+                pipe.execute()
         finally:
             broker.close()
         return len(payloads)
@@ -583,7 +585,9 @@ def producer_run(bench: Bench, n: int) -> dict[str, Any]:
         started = time.perf_counter()
         for first in range(0, n, PIPELINE_SIZE):
             chunk = payloads[first : first + PIPELINE_SIZE]
-            enqueue_pipelined(broker, (contact_message(p) for p in chunk))
+            pipe = broker.client.pipeline(transaction=False)
+            enqueue_pipelined(broker, (contact_message(p) for p in chunk), pipe)
+            pipe.execute()
         prevalidated_seconds = time.perf_counter() - started
         if bench.client.hlen(MESSAGES_KEY) != n:
             raise BenchError("enqueue_pipelined did not queue every contact")

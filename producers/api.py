@@ -11,11 +11,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 
+from worker.backlog import QueuedContacts
 from worker.broker import build_broker, contact_message, enqueue_pipelined
 from worker.contacts import validate_contact
-from worker.errors import ContactError
+from worker.errors import BacklogFullError, ContactError
+from worker.headroom import Headroom
+from worker.keys import Keys
 from worker.settings import Settings
 
 # Contacts per Redis round trip in enqueue_contacts.
@@ -42,6 +46,10 @@ class Producer:
     def __init__(self, settings: Settings, broker: RedisBroker | None = None) -> None:
         self.settings = settings
         self.broker = broker or build_broker(settings)
+        keys = Keys(settings.namespace)
+        self.rules = settings.contact_rules
+        self.queued = QueuedContacts(self.broker.client, keys)
+        self.headroom = Headroom(self.broker.client, keys, settings.max_backlog_bytes)
 
     def enqueue_contact(
         self,
@@ -56,7 +64,11 @@ class Producer:
         region: str | None = None,
         dedupe_key: str | None = None,
     ) -> str:
-        """Validate and enqueue one contact; returns its contact id. Raises ContactError."""
+        """Validate and enqueue one contact; returns its contact id.
+
+        Raises ContactError for a contact that will not be called, and BacklogFullError
+        (retryable) when Redis is too full to take it: then nothing was enqueued.
+        """
         row = {
             "number": number,
             "first_name": first_name,
@@ -68,38 +80,79 @@ class Producer:
             "region": region,
             "dedupe_key": dedupe_key,
         }
-        contact = validate_contact(_present(row), self.settings.default_region)
-        message = self.broker.enqueue(contact_message(contact.to_message()))
+        contact = validate_contact(_present(row), self.rules)
+        self.headroom.check(1)
+        [message] = self._enqueue([contact_message(contact.to_message())], [1])
         return str(message.message_id)
 
     def enqueue_contacts(self, rows: Iterable[Mapping[str, Any]]) -> EnqueueResult:
         """Validate every row; enqueue the valid ones CHUNK_SIZE per message and PIPELINE_SIZE
-        per round trip. A contact's id is `<message id>:<position in its message>`."""
+        per round trip. A contact's id is `<message id>:<position in its message>`.
+
+        When Redis is too full (see worker/headroom.py), the rows not yet enqueued are
+        rejected with reason `backlog_full`: nothing of them was enqueued, send them again
+        later. A Redis error raises; the round trips before it stand (their contacts were
+        accepted, but not reported): retry with the same `dedupe_key`s to be safe.
+        """
         result = EnqueueResult()
         pending: list[tuple[int, dict[str, Any]]] = []
+        full: BacklogFullError | None = None
         for index, row in enumerate(rows):
             try:
-                contact = validate_contact(_present(row), self.settings.default_region)
+                contact = validate_contact(_present(row), self.rules)
             except ContactError as exc:
                 result.rejected.append(Rejection(index, exc.reason, str(exc)))
                 continue
             pending.append((index, contact.to_message()))
             if len(pending) >= PIPELINE_SIZE:
-                self._flush(pending, result)
-        self._flush(pending, result)
+                full = self._flush(pending, result, full)
+        self._flush(pending, result, full)
+        result.rejected.sort(key=lambda r: r.index)
         return result
 
-    def _flush(self, pending: list[tuple[int, dict[str, Any]]], result: EnqueueResult) -> None:
+    def _flush(
+        self,
+        pending: list[tuple[int, dict[str, Any]]],
+        result: EnqueueResult,
+        full: BacklogFullError | None,
+    ) -> BacklogFullError | None:
+        """Enqueue `pending` in one transaction, or refuse all of it once the backlog is full
+        (a call refused once refuses the rest, so its accepted rows stay a prefix)."""
+        if pending and full is None:
+            try:
+                self.headroom.check(len(pending))
+            except BacklogFullError as exc:
+                full = exc
+        if full is not None:
+            result.rejected.extend(Rejection(i, full.reason, str(full)) for i, _ in pending)
+            pending.clear()
+            return full
         chunks = [pending[i : i + CHUNK_SIZE] for i in range(0, len(pending), CHUNK_SIZE)]
-        messages = [contact_message([payload for _, payload in chunk]) for chunk in chunks]
-        if messages:
-            enqueue_pipelined(self.broker, messages)
+        messages = self._enqueue(
+            [contact_message([payload for _, payload in chunk]) for chunk in chunks],
+            [len(chunk) for chunk in chunks],
+        )
         for chunk, message in zip(chunks, messages, strict=True):
             result.accepted.extend(
                 (index, f"{message.message_id}:{position}")
                 for position, (index, _) in enumerate(chunk)
             )
         pending.clear()
+        return None
+
+    def _enqueue(
+        self, messages: list[dramatiq.Message[Any]], sizes: list[int]
+    ) -> list[dramatiq.Message[Any]]:
+        """All `messages` and their count in the `queued` gauge, in one transaction: a Redis
+        failure leaves none of them enqueued."""
+        if not messages:
+            return []
+        pipe = self.broker.client.pipeline(transaction=True)
+        for message, size in zip(messages, sizes, strict=True):
+            self.queued.count_in(pipe, message.message_id, size)
+        enqueued = enqueue_pipelined(self.broker, messages, pipe)
+        pipe.execute()
+        return enqueued
 
     def close(self) -> None:
         self.broker.close()

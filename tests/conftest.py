@@ -5,8 +5,11 @@ from pathlib import Path
 
 import pytest
 import redis
+from dramatiq import Message
+from dramatiq.brokers.stub import StubBroker
 
 from tests.servers import RedisServer
+from worker.broker import BATCHES_QUEUE
 
 
 class FakeClock:
@@ -41,3 +44,21 @@ def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
+
+
+@pytest.fixture
+def stub_broker() -> StubBroker:
+    """A dramatiq broker in memory, for the tokens the outbox queues."""
+    broker = StubBroker()
+    broker.declare_queue(BATCHES_QUEUE)
+    return broker
+
+
+def tokens(broker: StubBroker) -> list[str]:
+    """Take the send tokens the outbox put on the stub broker's batches queue."""
+    queue = broker.queues[BATCHES_QUEUE]
+    taken = []
+    while not queue.empty():
+        message = Message.decode(queue.get_nowait())
+        taken.append(str(message.args[0]))
+    return taken

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import httpx
+import phonenumbers
 import pytest
 
 from worker.contacts import (
@@ -17,8 +18,11 @@ from worker.contacts import (
     INVALID_PROMPT_TAGS,
     INVALID_TEMPLATE_ID,
     MAX_METADATA_BYTES,
+    NUMBER_TYPE_NOT_ALLOWED,
+    NUMBER_TYPES,
     UNPARSEABLE_NUMBER,
     Contact,
+    ContactRules,
     batch_key,
     mask_number,
     normalise_number,
@@ -77,8 +81,9 @@ BAD_NUMBERS = [
 
 
 def error_of(fields: dict[str, Any], default_region: str | None = None) -> ContactError:
+    rules = ContactRules(default_region=default_region)
     with pytest.raises(ContactError) as caught:
-        validate_contact(fields, default_region)
+        validate_contact(fields, rules)
     return caught.value
 
 
@@ -102,7 +107,7 @@ def test_validate_contact_with_per_contact_region(
 
 @pytest.mark.parametrize(("raw", "region", "expected"), NATIONAL)
 def test_validate_contact_with_default_region(raw: str, region: str, expected: str) -> None:
-    assert validate_contact({"number": raw}, default_region=region).number == expected
+    assert validate_contact({"number": raw}, ContactRules(default_region=region)).number == expected
 
 
 @pytest.mark.parametrize(("raw", "region", "expected"), NATIONAL)
@@ -111,7 +116,9 @@ def test_per_contact_region_may_be_lower_case(raw: str, region: str, expected: s
 
 
 def test_per_contact_region_wins_over_default_region() -> None:
-    contact = validate_contact({"number": "020 7183 8750", "region": "GB"}, default_region="SA")
+    contact = validate_contact(
+        {"number": "020 7183 8750", "region": "GB"}, ContactRules(default_region="SA")
+    )
     assert contact.number == "+442071838750"
 
 
@@ -417,3 +424,47 @@ def test_mask_number_hides_digits_of_every_valid_number(number: str) -> None:
     """Masked numbers go to logs: even the shortest valid E.164 number must not come out whole."""
     assert normalise_number(number) == number
     assert "*" in mask_number(number)
+
+
+# --- input hygiene -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name", ["Sa\x00ra", "Sara\nSmith", "Sara\r", "Sa\u2028ra", "\x1b[31mSara"]
+)
+def test_names_with_control_characters_are_rejected(name: str) -> None:
+    assert error_of({"number": SARA, "first_name": name}).reason == INVALID_NAME
+    assert error_of({"number": SARA, "last_name": name}).reason == INVALID_NAME
+
+
+def test_a_number_with_an_extension_is_rejected_not_shortened() -> None:
+    error = error_of({"number": "+1 212 555 0123 x55"})
+    assert error.reason == INVALID_NUMBER
+    assert "extensions cannot be dialled" in str(error)
+    assert error_of({"number": "+1 212-555-0123 ext. 55"}).reason == INVALID_NUMBER
+
+
+def example(region: str, kind: str) -> str:
+    number = phonenumbers.example_number_for_type(region, NUMBER_TYPES[kind])
+    assert number is not None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+@pytest.mark.parametrize(
+    ("region", "kind"),
+    [("GB", "premium_rate"), ("US", "toll_free"), ("GB", "voip"), ("GB", "personal_number")],
+)
+def test_non_personal_number_types_are_refused_by_default(region: str, kind: str) -> None:
+    number = example(region, kind)
+    error = error_of({"number": number})
+    assert error.reason == NUMBER_TYPE_NOT_ALLOWED and kind in str(error)
+    allowed = ContactRules(number_types=frozenset({kind}))
+    assert validate_contact({"number": number}, allowed).number == number
+
+
+@pytest.mark.parametrize(
+    ("region", "kind"), [("SA", "mobile"), ("SA", "fixed_line"), ("US", "fixed_line_or_mobile")]
+)
+def test_personal_number_types_are_called_by_default(region: str, kind: str) -> None:
+    number = example(region, kind)
+    assert validate_contact({"number": number}).number == number

@@ -70,7 +70,7 @@ def test_replay_row_restores_the_producer_fields() -> None:
 def test_replay_enqueues_and_removes_only_the_replayed(
     dead: DeadLetters, producer: Producer, redis_client: redis.Redis
 ) -> None:
-    result = dead.replay(list(dead.select(reason="unknown_outcome")), producer)
+    result = dead.replay(list(dead.select(reason="unknown_outcome")), producer.enqueue_contacts)
     assert result.replayed == ["b1:0", "b1:2"] and result.refused == []
     assert dead.ids() == ["b1:1"]
     queue = f"{producer.broker.namespace}:{CONTACTS_QUEUE}"

@@ -12,10 +12,10 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from tests.conftest import FakeClock
 from worker import logs
+from worker.buffers import BufferConfig, Buffers, KeyStatus
 from worker.contacts import Contact
 from worker.exposition import Endpoint, RedisStateCollector, fold_keys
 from worker.keys import Keys
-from worker.store import BatchStore, KeyStatus, StoreConfig
 
 
 @pytest.mark.parametrize(
@@ -84,14 +84,17 @@ def test_fold_keys_keeps_the_fullest_and_adds_up_the_rest() -> None:
 def test_collector_reads_shared_state_from_redis(
     redis_client: redis.Redis, clock: FakeClock
 ) -> None:
-    store = BatchStore(redis_client, Keys("o"), StoreConfig(batch_max_size=10), clock)
-    store.append(Contact(number="+966501234567"), "m1")
+    buffers = Buffers(redis_client, Keys("o"), BufferConfig(batch_max_size=10), clock)
+    buffers.append(Contact(number="+966501234567"), "m1")
     clock.advance(1.5)
-    redis_client.set(store.keys.pause, "1", px=2500)
+    redis_client.set(buffers.keys.pause, "1", px=2500)
     registry = CollectorRegistry()
-    registry.register(RedisStateCollector(store, 20, 5.0))
+    registry.register(RedisStateCollector(buffers, 20, 5.0))
     scrape = generate_latest(registry).decode()
     assert 'levers_pending_contacts{batch_key="default:0"} 1.0' in scrape
+    assert "levers_backlog_contacts 1.0" in scrape
+    assert 'levers_contacts_waiting{stage="pending"} 1.0' in scrape
+    assert 'levers_queue_messages{queue="levers.contacts.XQ"} 0.0' in scrape
     assert 'levers_pending_oldest_age_seconds{batch_key="default:0"} 1.5' in scrape
     assert "levers_rate_limit_paused 1.0" in scrape
     assert "levers_request_rate_limit 5.0" in scrape

@@ -9,24 +9,24 @@ from collections.abc import Callable
 import httpx
 import pytest
 import redis
+from dramatiq.brokers.stub import StubBroker
 
-from tests.conftest import FakeClock
+from tests.conftest import FakeClock, tokens
+from worker.backlog import read_totals
+from worker.buffers import BufferConfig, Buffers
 from worker.contacts import Contact
-from worker.keys import Keys
-from worker.levers import AUTH_PATH, LeversClient
-from worker.metrics import Metrics
-from worker.ratelimit import Limits, Pacer
-from worker.sender import (
-    CORRELATION_KEY,
+from worker.deadletters import (
     INVALID_CONTACT,
     REJECTED_BY_LEVERS,
     RETRIES_EXHAUSTED,
     UNKNOWN_OUTCOME,
-    RetryPolicy,
-    Sender,
-    parse_retry_after,
 )
-from worker.store import BatchStore, StoreConfig
+from worker.keys import Keys
+from worker.levers import AUTH_PATH, LeversClient
+from worker.metrics import Metrics
+from worker.outbox import Outbox, OutboxConfig
+from worker.ratelimit import Limits, Pacer
+from worker.sender import CORRELATION_KEY, RetryPolicy, Sender, parse_retry_after
 
 TEMPLATE = "0b6f3f4e-6a43-4a5e-9e59-7f3b3c1d2a10"
 Handler = Callable[[httpx.Request], httpx.Response]
@@ -44,7 +44,11 @@ class Harness:
             return handler(request)
 
         keys = Keys("s")
-        self.store = BatchStore(client, keys, StoreConfig(batch_max_size=3), clock)
+        self.keys = keys
+        self.broker = StubBroker()
+        self.broker.declare_queue("levers.batches")
+        self.buffers = Buffers(client, keys, BufferConfig(batch_max_size=3), clock)
+        self.outbox = Outbox(client, keys, OutboxConfig(), self.broker, clock)
         self.slept: list[float] = []
 
         def sleep(seconds: float) -> None:
@@ -60,29 +64,34 @@ class Harness:
             transport=httpx.MockTransport(recording),
             clock=clock,
         )
-        self.queued: list[str] = []
         self.sender = Sender(
-            self.store,
+            self.outbox,
             self.pacer,
             levers,
             self.metrics,
             RetryPolicy(max_retries=2, max_elapsed_seconds=600),
-            enqueue_batch=self.queued.append,
-            clock=clock,
             rng=random.Random(7),
         )
 
     def cut_batch(self, size: int = 3, **fields: object) -> str:
-        self.store.config = StoreConfig(batch_max_size=size)
+        self.buffers.config = BufferConfig(batch_max_size=size)
         result = None
         for i in range(size):
             contact = Contact(number=f"+96650123{i:04d}", metadata={"crm": i}, **fields)  # type: ignore[arg-type]
-            result = self.store.append(contact, f"msg-{i}")
+            result = self.buffers.append(contact, f"msg-{i}")
         assert result is not None and result.batch_id is not None
+        self.outbox.queue(result.batch_id)
+        tokens(self.broker)
         return result.batch_id
 
+    def state(self, batch_id: str) -> str:
+        return self.outbox.batch(batch_id)["state"]
+
+    def stats(self) -> dict[str, int]:
+        return read_totals(self.outbox.client, self.keys)
+
     def dead_letters(self) -> list[dict[str, object]]:
-        raw = self.store.client.hgetall(self.store.keys.dead)
+        raw = self.outbox.client.hgetall(self.keys.dead)
         return [json.loads(v) for v in raw.values()]
 
 
@@ -104,7 +113,7 @@ def test_2xx_marks_batch_sent_with_documented_body(
         "crm": 0,
         CORRELATION_KEY: {"batch_id": batch_id, "contact_id": "msg-0"},
     }
-    assert h.store.batch(batch_id)["state"] == "sent"
+    assert h.state(batch_id) == "sent"
     # A redelivered send message for a sent batch does nothing.
     assert h.sender.send(batch_id).outcome == "skipped"
     assert len(h.bodies) == 1
@@ -119,15 +128,14 @@ def test_retryable_status_schedules_retry_honouring_retry_after(
     result = h.sender.send(batch_id)
     assert result.outcome == "retry"
     assert result.retry_in >= 7
-    assert h.store.batch(batch_id)["state"] == "queued"
+    assert h.state(batch_id) == "queued"
 
 
 def test_429_pauses_every_sender(redis_client: redis.Redis, clock: FakeClock) -> None:
     h = Harness(redis_client, clock, answer(429, **{"Retry-After": "2"}))
     h.sender.send(h.cut_batch())
     assert h.pacer.paused_for() == pytest.approx(2.0)
-    reserved = h.pacer.reserve(1)
-    assert reserved >= clock() + 2.0
+    assert h.pacer.reserve(1) >= 2.0
 
 
 def test_retries_exhausted_go_to_dead_letters(redis_client: redis.Redis, clock: FakeClock) -> None:
@@ -184,9 +192,9 @@ def test_attempt_that_died_before_its_request_is_simply_sent(
     h = Harness(redis_client, clock, answer(201))
     batch_id = h.cut_batch()
     # A worker claimed it and was killed while waiting for the pacer.
-    assert h.store.claim(batch_id, "killed-worker").verdict == "claimed"
+    assert h.outbox.pick(batch_id, "killed-worker").verdict == "claimed"
     assert h.sender.send(batch_id).outcome == "skipped"  # lease still held
-    clock.advance(h.store.config.send_lease_seconds)
+    clock.advance(h.outbox.config.send_lease_seconds)
     assert h.sender.send(batch_id).outcome == "sent"
     assert len(h.bodies) == 1
 
@@ -197,10 +205,11 @@ def test_attempt_that_died_in_flight_is_unknown_outcome(
     h = Harness(redis_client, clock, answer(201))
     batch_id = h.cut_batch()
     # A worker started the request and was killed before recording the answer.
-    assert h.store.claim(batch_id, "killed-worker").verdict == "claimed"
-    assert h.store.begin(batch_id, "killed-worker")
+    claim = h.outbox.pick(batch_id, "killed-worker")
+    assert claim.verdict == "claimed"
+    assert h.outbox.begin(claim, "killed-worker")
     assert h.sender.send(batch_id).outcome == "skipped"  # lease still held
-    clock.advance(h.store.config.send_lease_seconds)
+    clock.advance(h.outbox.config.send_lease_seconds)
     assert h.sender.send(batch_id).outcome == "dead"
     assert {letter["reason"] for letter in h.dead_letters()} == {UNKNOWN_OUTCOME}
     assert h.bodies == []
@@ -208,7 +217,7 @@ def test_attempt_that_died_in_flight_is_unknown_outcome(
 
 def test_pacer_spaces_requests_across_senders(redis_client: redis.Redis, clock: FakeClock) -> None:
     pacer = Pacer(redis_client, Keys("p"), Limits(requests_per_second=5, jitter_ms=0), clock)
-    times = [pacer.reserve(1) - clock() for _ in range(6)]
+    times = [pacer.reserve(1) for _ in range(6)]
     assert times == pytest.approx([0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
 
 
@@ -216,7 +225,7 @@ def test_pacer_jitter_margin_widens_the_spacing(
     redis_client: redis.Redis, clock: FakeClock
 ) -> None:
     pacer = Pacer(redis_client, Keys("p"), Limits(requests_per_second=5, jitter_ms=40), clock)
-    times = [pacer.reserve(1) - clock() for _ in range(3)]
+    times = [pacer.reserve(1) for _ in range(3)]
     assert times == pytest.approx([0.0, 0.208, 0.416])
 
 
@@ -229,7 +238,7 @@ def test_pacer_contact_window_holds_at_most_the_limit(
         Limits(requests_per_second=1000, contacts_per_minute=250, jitter_ms=0),
         clock,
     )
-    times = [pacer.reserve(100) - clock() for _ in range(4)]
+    times = [pacer.reserve(100) for _ in range(4)]
     # 100 + 100 fit in the first minute; the third must wait for the first to leave the window.
     assert times[0] == 0 and times[1] == pytest.approx(0.001, abs=1e-6)
     assert times[2] == pytest.approx(60.0, abs=1e-6)
@@ -237,10 +246,12 @@ def test_pacer_contact_window_holds_at_most_the_limit(
 
 
 def test_parse_retry_after_seconds_and_http_date() -> None:
-    assert parse_retry_after("3", 0) == 3
-    assert parse_retry_after("Wed, 21 Oct 2026 07:28:00 GMT", 1792567670.0) == pytest.approx(10)
-    assert parse_retry_after("soon", 0) is None
-    assert parse_retry_after(None, 0) is None
+    assert parse_retry_after("3") == 3
+    # A date is measured against the response's own Date header, not this host's clock.
+    date = "Wed, 21 Oct 2026 07:27:50 GMT"
+    assert parse_retry_after("Wed, 21 Oct 2026 07:28:00 GMT", date) == pytest.approx(10)
+    assert parse_retry_after("soon") is None
+    assert parse_retry_after(None) is None
 
 
 def refuse_numbers(*numbers: str) -> Handler:
@@ -259,9 +270,10 @@ def refuse_numbers(*numbers: str) -> Handler:
 
 
 def drain(h: Harness) -> None:
-    """Send every batch the sender queued, as the send actor would."""
-    while h.queued:
-        h.sender.send(h.queued.pop(0))
+    """Send every batch the outbox queued a token for, as the send actor would."""
+    while queued := tokens(h.broker):
+        for batch_id in queued:
+            h.sender.send(batch_id)
 
 
 def test_422_naming_contacts_dead_letters_them_and_sends_the_rest(
@@ -271,7 +283,7 @@ def test_422_naming_contacts_dead_letters_them_and_sends_the_rest(
     h = Harness(redis_client, clock, refuse_numbers(bad))
     batch_id = h.cut_batch(size=6)
     assert h.sender.send(batch_id).outcome == "split"
-    assert h.store.batch(batch_id)["state"] == "split"
+    assert h.state(batch_id) == "split"
     drain(h)
     [letter] = h.dead_letters()
     assert letter["reason"] == INVALID_CONTACT and letter["detail"] == "number refused"
@@ -279,7 +291,7 @@ def test_422_naming_contacts_dead_letters_them_and_sends_the_rest(
     assert len(h.bodies) == 2
     accepted = [c["numberToCall"] for c in h.bodies[-1]["contacts"]]  # type: ignore[attr-defined]
     assert len(accepted) == 5 and bad not in accepted
-    assert h.store.stats()["contacts_sent"] == 5
+    assert h.stats()["contacts_sent"] == 5
 
 
 def test_422_naming_nobody_is_bisected_down_to_the_bad_contact(
@@ -298,7 +310,7 @@ def test_422_naming_nobody_is_bisected_down_to_the_bad_contact(
     drain(h)
     [letter] = h.dead_letters()
     assert letter["contact"]["numberToCall"] == bad  # type: ignore[index]
-    assert h.store.stats()["contacts_sent"] == 15
+    assert h.stats()["contacts_sent"] == 15
     # About log2(n) extra requests per bad contact: 16 -> 8 -> 4 -> 2 -> 1, two per level.
     assert len(h.bodies) <= 1 + 2 * 4
 

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from worker import settings as settings_module
 from worker.errors import SettingsError
-from worker.settings import Settings
+from worker.settings import Settings, declared
 
 
 def problems_of(env: dict[str, str]) -> SettingsError:
@@ -43,6 +44,18 @@ def test_empty_mapping_equals_the_dataclass_defaults() -> None:
 # (variable, raw value, attribute, parsed value)
 PARSED = [
     ("REDIS_URL", "redis://cache:6380/2", "redis_url", "redis://cache:6380/2"),
+    ("REDIS_URL", "rediss://:pw@cache:6380", "redis_url", "rediss://:pw@cache:6380"),
+    ("REDIS_URL", "unix:///run/redis.sock", "redis_url", "unix:///run/redis.sock"),
+    ("REDIS_SENTINELS", "s1:26379, s2:26379", "redis_sentinels", "s1:26379, s2:26379"),
+    ("REDIS_SENTINEL_MASTER", "mymaster", "redis_sentinel_master", "mymaster"),
+    ("LEVERS_REDIS_MIN_REPLICAS", "1", "redis_min_replicas", 1),
+    (
+        "LEVERS_ALLOWED_NUMBER_TYPES",
+        "Mobile, toll_free",
+        "allowed_number_types",
+        "mobile,toll_free",
+    ),
+    ("LEVERS_MAX_BACKLOG_BYTES", "1000000", "max_backlog_bytes", 1_000_000),
     ("LEVERS_NAMESPACE", "acme-prod", "namespace", "acme-prod"),
     ("LEVERS_BASE_URL", "https://api.uselevers.com", "base_url", "https://api.uselevers.com"),
     ("LEVERS_BASE_URL", "http://127.0.0.1:8080", "base_url", "http://127.0.0.1:8080"),
@@ -90,6 +103,15 @@ def test_blank_values_mean_the_default(blank: str) -> None:
 
 # (variable, bad value)
 BAD = [
+    ("REDIS_URL", "foo://bar"),
+    ("REDIS_URL", "redis://"),
+    ("REDIS_URL", "redis://cache:port/0"),
+    ("REDIS_URL", "redis://cache:6379/zero"),
+    ("REDIS_SENTINELS", "s1"),
+    ("REDIS_SENTINELS", "s1:26379,s2:x"),
+    ("LEVERS_REDIS_MIN_REPLICAS", "-1"),
+    ("LEVERS_ALLOWED_NUMBER_TYPES", "cell"),
+    ("LEVERS_ALLOWED_NUMBER_TYPES", " , "),
     ("LEVERS_NAMESPACE", "levers prod"),
     ("LEVERS_NAMESPACE", "levers:*"),
     ("LEVERS_NAMESPACE", "{levers}"),
@@ -170,6 +192,8 @@ def test_every_bad_variable_is_reported_in_one_error() -> None:
 SECRETS = [
     pytest.param("LEVERS_CLIENT_SECRET", "client_secret", id="client-secret"),
     pytest.param("LEVERS_API_TOKEN", "api_token", id="api-token"),
+    pytest.param("REDIS_PASSWORD", "redis_password", id="redis-password"),
+    pytest.param("REDIS_SENTINEL_PASSWORD", "redis_sentinel_password", id="sentinel-password"),
 ]
 
 
@@ -320,3 +344,18 @@ def test_settings_are_frozen() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         settings.api_token = "stolen"  # type: ignore[misc]
     assert settings.batch_max_size == 100
+
+
+def test_every_setting_declares_its_variable_and_meaning_once() -> None:
+    names = [f.metadata["env"] for f in declared()]
+    assert len(names) == len(set(names))
+    assert all(f.metadata["doc"] for f in declared())
+    assert settings_module.variable("batch_max_size") == "LEVERS_BATCH_MAX_SIZE"
+
+
+def test_a_bad_redis_url_is_named_in_one_line() -> None:
+    error = problems_of({"REDIS_URL": "foo://bar"})
+    assert error.problems == [
+        "REDIS_URL='foo://bar': must start with redis://, rediss:// or unix:// "
+        "(e.g. redis://127.0.0.1:6379/0)"
+    ]

@@ -1,9 +1,9 @@
 """The aggregator (one contact message at a time) and the flusher (cuts batches by age).
 
 Both are plain objects that the dramatiq actors and the worker process call; tests build them
-directly. `enqueue_batch` is how a cut batch reaches the send queue: it puts a send message on
-the queue and then marks the batch `queued`. If the process dies in between, the batch stays in
-the inflight outbox and the flusher's reaper queues it again.
+directly. The aggregator appends to the pending buffers; a batch cut by size goes to the
+outbox, which queues its send token. The flusher, one per worker process, cuts overdue
+batches and runs the outbox's reaper (lost tokens, due retries, dead attempts).
 """
 
 from __future__ import annotations
@@ -14,28 +14,33 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from worker.contacts import Contact, validate_contact
+from worker.backlog import QueuedContacts
+from worker.buffers import AppendResult, Buffers
+from worker.contacts import Contact, ContactRules, validate_contact
 from worker.errors import ContactError
 from worker.metrics import Metrics
-from worker.store import AppendResult, BatchStore, Clock
+from worker.outbox import Outbox
+from worker.rejects import Rejects
 
 log = logging.getLogger("levers.aggregator")
-
-EnqueueBatch = Callable[[str], None]
 
 
 class Aggregator:
     def __init__(
         self,
-        store: BatchStore,
-        enqueue_batch: EnqueueBatch,
+        buffers: Buffers,
+        outbox: Outbox,
+        rejects: Rejects,
+        queued: QueuedContacts,
         metrics: Metrics,
-        default_region: str | None = None,
+        rules: ContactRules | None = None,
     ) -> None:
-        self.store = store
-        self.enqueue_batch = enqueue_batch
+        self.buffers = buffers
+        self.outbox = outbox
+        self.rejects = rejects
+        self.queued = queued
         self.metrics = metrics
-        self.default_region = default_region
+        self.rules = rules or ContactRules()
 
     def handle(self, payload: Any, message_id: str) -> list[AppendResult | None]:
         """Validate and append the contact a message carries, or each of a chunk of them.
@@ -56,22 +61,25 @@ class Aggregator:
             if contact is not None:
                 valid.append((contact, contact_id))
                 positions.append(position)
-        for position, result in zip(positions, self.store.append_many(valid), strict=True):
+        for position, result in zip(positions, self.buffers.append_many(valid), strict=True):
             results[position] = result
             self.metrics.contacts.labels(result.status).inc()
             if result.batch_id is not None:
                 self.metrics.batches_cut.labels("size").inc()
                 self.metrics.batch_size.observe(result.cut_size)
-                self.enqueue_batch(result.batch_id)
+                self.outbox.queue(result.batch_id)
+        # Only once every contact of the message is in a buffer (or refused): a failure above
+        # leaves the message counted as queued, and dramatiq delivers it again.
+        self.queued.settle(message_id)
         return results
 
     def _validate(self, payload: Any, contact_id: str) -> Contact | None:
         try:
             if not isinstance(payload, Mapping):
                 raise ContactError("invalid_field", "a contact message must carry an object")
-            return validate_contact(payload, self.default_region)
+            return validate_contact(payload, self.rules)
         except ContactError as exc:
-            self.store.record_reject(exc.reason, str(exc), payload, contact_id)
+            self.rejects.record(exc.reason, str(exc), payload, contact_id)
             self.metrics.contacts.labels("rejected").inc()
             self.metrics.rejected.labels(exc.reason).inc()
             log.warning("contact rejected", extra={"contact_id": contact_id, "reason": exc.reason})
@@ -79,78 +87,80 @@ class Aggregator:
 
 
 class Flusher:
-    """Cuts batches whose oldest contact has waited long enough, and requeues stranded ones.
+    """Cuts batches whose oldest contact has waited long enough, and runs the outbox's reaper.
 
-    Every worker process runs one; they race harmlessly because each cut is one Lua call that
-    checks the deadline again. This is what makes G3 hold when the worker that appended a
-    contact was killed: any live worker cuts its batch on time.
+    Every worker process runs one; they race harmlessly because each cut and each reaper
+    look is one Lua call that checks the time again. This is what makes G3 hold when the
+    worker that appended a contact was killed: any live worker cuts its batch on time. It is
+    also what sends retries when they come due, since no delayed message carries them.
     """
 
     def __init__(
         self,
-        store: BatchStore,
-        enqueue_batch: EnqueueBatch,
+        buffers: Buffers,
+        outbox: Outbox,
         metrics: Metrics,
         *,
         poll_seconds: float = 0.05,
-        reap_every_seconds: float = 1.0,
+        housekeeping_every_seconds: float = 10.0,
         housekeeping: Callable[[], object] | None = None,
         on_reconnect: Callable[[], object] | None = None,
         reconnected: Callable[[], bool] | None = None,
-        clock: Clock = time.time,
     ) -> None:
-        self.store = store
-        self.enqueue_batch = enqueue_batch
+        self.buffers = buffers
+        self.outbox = outbox
         self.metrics = metrics
         self.poll_seconds = poll_seconds
-        self.reap_every_seconds = reap_every_seconds
+        self.housekeeping_every_seconds = housekeeping_every_seconds
         self.housekeeping = housekeeping
         self.on_reconnect = on_reconnect
         self.reconnected = reconnected
-        self.clock = clock
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._next_reap = 0.0
+        self._next_housekeeping = 0.0
 
-    def cut_due(self) -> int:
-        """Cut every overdue batch now; returns how many were cut."""
+    def cut_due(self) -> tuple[int, float | None]:
+        """Cut every overdue batch now; returns how many were cut and the seconds until the
+        next deadline (None when nothing is pending)."""
         cut = 0
-        for key in self.store.due_keys():
-            while (result := self.store.cut_due(key)) is not None:
+        due = self.buffers.due()
+        for key in due.members:
+            while (result := self.buffers.cut_due(key)) is not None:
                 batch_id, size = result
                 self.metrics.batches_cut.labels("time").inc()
                 self.metrics.batch_size.observe(size)
-                self.enqueue_batch(batch_id)
+                self.outbox.queue(batch_id)
                 cut += 1
-        return cut
+        if due.members:  # the next deadline moved: read it again on the next pass
+            return cut, 0.0
+        return cut, None if due.next_due is None else due.next_due - due.now
 
-    def reap(self) -> int:
-        ids = self.store.reap()
-        for batch_id in ids:
-            log.warning("requeueing stranded batch", extra={"batch_id": batch_id})
-            self.enqueue_batch(batch_id)
-        return len(ids)
+    def reap(self) -> tuple[int, float | None]:
+        """Give a token to every batch whose outbox time has come; returns how many, and the
+        seconds until the next such time."""
+        due = self.outbox.due()
+        sent = self.outbox.reap(due.members)
+        for batch_id in sent:
+            log.debug("queued a send token for a due batch", extra={"batch_id": batch_id})
+        if due.members:
+            return len(sent), 0.0
+        return len(sent), None if due.next_due is None else due.next_due - due.now
 
-    def run_once(self) -> None:
-        self.cut_due()
-        if self.clock() >= self._next_reap:
-            self._next_reap = self.clock() + self.reap_every_seconds
-            self.reap()
-            if self.housekeeping is not None:
-                self.housekeeping()
-
-    def _wait_seconds(self) -> float:
-        deadline = self.store.next_deadline()
-        if deadline is None:
-            return self.poll_seconds
-        return min(self.poll_seconds, max(0.005, deadline - self.clock()))
+    def run_once(self) -> float:
+        """One pass; returns how long the loop may wait before the next one."""
+        _, cut_in = self.cut_due()
+        _, reap_in = self.reap()
+        if self.housekeeping is not None and time.monotonic() >= self._next_housekeeping:
+            self._next_housekeeping = time.monotonic() + self.housekeeping_every_seconds
+            self.housekeeping()
+        waits = [w for w in (cut_in, reap_in) if w is not None]
+        return min([self.poll_seconds, *(max(0.005, w) for w in waits)])
 
     def _loop(self) -> None:
         failing = False
         while not self._stop.is_set():
             try:
-                self.run_once()
-                wait = self._wait_seconds()
+                wait = self.run_once()
             except Exception:  # keep the thread alive through Redis blips; log each one
                 log.exception("flusher pass failed; retrying")
                 failing, wait = True, 1.0

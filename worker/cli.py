@@ -48,20 +48,20 @@ def start_endpoint(settings: Settings, supervisor: Supervisor) -> None:
     import redis
     from prometheus_client import CollectorRegistry, multiprocess
 
-    from worker.actors import store_config
+    from worker.buffers import Buffers
     from worker.errors import LeversAuthError
     from worker.exposition import Endpoint, RedisStateCollector
     from worker.keys import Keys
     from worker.levers import Timeouts, TokenProvider
-    from worker.store import BatchStore
+    from worker.runtime import buffer_config
 
     client = connect(settings)
-    store = BatchStore(client, Keys(settings.namespace), store_config(settings))
+    buffers = Buffers(client, Keys(settings.namespace), buffer_config(settings))
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     registry.register(
         RedisStateCollector(
-            store, settings.metrics_max_batch_keys, settings.max_requests_per_second
+            buffers, settings.metrics_max_batch_keys, settings.max_requests_per_second
         )
     )
     tokens = TokenProvider(
@@ -192,45 +192,56 @@ def worker_main(argv: list[str] | None = None) -> int:
 # -- levers-admin --------------------------------------------------------------------------
 
 
-def _store(settings: Settings) -> Any:
-
-    from worker.actors import store_config
+def status_report(settings: Settings) -> dict[str, Any]:
+    """Everything `levers-admin status` shows, text or JSON, gathered in one place."""
+    from worker.backlog import read_backlog, read_totals
+    from worker.buffers import Buffers
     from worker.keys import Keys
-    from worker.store import BatchStore
+    from worker.runtime import buffer_config
 
     client = connect(settings)
-    return BatchStore(client, Keys(settings.namespace), store_config(settings))
-
-
-def status_report(settings: Settings) -> dict[str, Any]:
-    store = _store(settings)
+    keys = Keys(settings.namespace)
+    buffers = Buffers(client, keys, buffer_config(settings))
+    backlog = read_backlog(client, keys)
     return {
         "namespace": settings.namespace,
+        "backlog_contacts": backlog.total,
+        "queued_contacts": backlog.queued,
+        "queue_messages": backlog.queue_messages,
         "pending": [
             {
                 "batch_key": s.batch_key,
                 "contacts": s.pending,
                 "oldest_age_seconds": round(s.oldest_age_seconds, 3),
             }
-            for s in store.pending_status()
+            for s in buffers.pending_status()
         ],
-        "batches_in_flight": store.inflight_states(),
-        "totals": store.stats(),
-        "dead_letters": store.client.zcard(store.keys.dead_index),
+        "batches_in_flight": backlog.batches,
+        "contacts_in_flight": backlog.in_flight,
+        "totals": read_totals(client, keys),
+        "dead_letters": client.zcard(keys.dead_index),
     }
 
 
 def print_status(report: dict[str, Any]) -> None:
     print(f"namespace: {report['namespace']}")
+    print(f"backlog: {report['backlog_contacts']} contacts not yet sent")
+    messages = report["queue_messages"]
+    print(
+        f"queued contacts (not yet aggregated): {report['queued_contacts']} "
+        f"(messages: {messages['queue']} in the queue, {messages['delayed']} waiting to be "
+        f"retried, {messages['failed']} failed)"
+    )
     print("pending contacts by batch key:")
     if not report["pending"]:
         print("  (none)")
     for row in report["pending"]:
         age = row["oldest_age_seconds"]
         print(f"  {row['batch_key']:<45} {row['contacts']:>7}  oldest {age:.1f}s")
-    inflight = report["batches_in_flight"]
+    batches, contacts = report["batches_in_flight"], report["contacts_in_flight"]
     print(
-        "batches in flight: " + (", ".join(f"{k}={v}" for k, v in sorted(inflight.items())) or "0")
+        "batches in flight: "
+        + ", ".join(f"{state}={batches[state]} ({contacts[state]} contacts)" for state in batches)
     )
     totals = report["totals"]
     rejected = {k[len("rejected_") :]: v for k, v in totals.items() if k.startswith("rejected_")}
@@ -296,7 +307,7 @@ def dead_letters_command(settings: Settings, args: argparse.Namespace) -> int:
 
     producer = Producer(settings)
     try:
-        result = dead.replay(records, producer)
+        result = dead.replay(records, producer.enqueue_contacts)
     finally:
         producer.close()
     print(f"replayed {len(result.replayed)} dead letters")

@@ -9,12 +9,14 @@ aggregate actor (messages can come from anywhere that speaks dramatiq).
 from __future__ import annotations
 
 import json
+import unicodedata
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import phonenumbers
+from phonenumbers import PhoneNumberType
 
 from worker.errors import ContactError
 
@@ -33,15 +35,25 @@ INVALID_METADATA = "invalid_metadata"
 INVALID_PROMPT_TAGS = "invalid_prompt_tags"
 INVALID_TEMPLATE_ID = "invalid_template_id"
 INVALID_FIELD = "invalid_field"
-REJECT_REASONS = (
-    UNPARSEABLE_NUMBER,
-    INVALID_NUMBER,
-    INVALID_NAME,
-    INVALID_METADATA,
-    INVALID_PROMPT_TAGS,
-    INVALID_TEMPLATE_ID,
-    INVALID_FIELD,
-)
+NUMBER_TYPE_NOT_ALLOWED = "number_type_not_allowed"
+
+# phonenumbers' number types by the names LEVERS_ALLOWED_NUMBER_TYPES uses.
+NUMBER_TYPES = {
+    "mobile": PhoneNumberType.MOBILE,
+    "fixed_line": PhoneNumberType.FIXED_LINE,
+    "fixed_line_or_mobile": PhoneNumberType.FIXED_LINE_OR_MOBILE,
+    "toll_free": PhoneNumberType.TOLL_FREE,
+    "premium_rate": PhoneNumberType.PREMIUM_RATE,
+    "shared_cost": PhoneNumberType.SHARED_COST,
+    "voip": PhoneNumberType.VOIP,
+    "personal_number": PhoneNumberType.PERSONAL_NUMBER,
+    "pager": PhoneNumberType.PAGER,
+    "uan": PhoneNumberType.UAN,
+    "voicemail": PhoneNumberType.VOICEMAIL,
+}
+_TYPE_NAMES = {value: name for name, value in NUMBER_TYPES.items()}
+# Numbers a person answers: what may be called unless an operator says otherwise.
+PERSONAL_NUMBER_TYPES = frozenset({"mobile", "fixed_line", "fixed_line_or_mobile"})
 
 # The fields a contact message may carry (snake_case, as the Python API names them).
 MESSAGE_FIELDS = frozenset(
@@ -57,6 +69,14 @@ MESSAGE_FIELDS = frozenset(
         "dedupe_key",
     }
 )
+
+
+@dataclass(frozen=True)
+class ContactRules:
+    """What the deployment accepts beyond the fixed rules (from settings)."""
+
+    default_region: str | None = None  # for numbers not in +E.164 form
+    number_types: frozenset[str] = PERSONAL_NUMBER_TYPES
 
 
 @dataclass(frozen=True)
@@ -125,8 +145,15 @@ def mask_number(number: str) -> str:
     return number[:prefix] + "*" * (len(number) - prefix - 2) + number[-2:]
 
 
-def normalise_number(raw: object, region: str | None = None) -> str:
-    """Return the E.164 form of `raw`, parsing national formats in `region` when given."""
+def normalise_number(
+    raw: object, region: str | None = None, number_types: frozenset[str] | None = None
+) -> str:
+    """Return the E.164 form of `raw`, parsing national formats in `region` when given.
+
+    A number with an extension is refused (a call cannot dial it, and dropping it would call
+    a switchboard instead of the person); with `number_types`, so is a number of any other
+    type (premium rate, toll free, ...).
+    """
     if not isinstance(raw, str) or not raw.strip():
         raise ContactError(UNPARSEABLE_NUMBER, "the phone number must be a non-empty string")
     text = raw.strip()
@@ -143,12 +170,24 @@ def normalise_number(raw: object, region: str | None = None) -> str:
         parsed = phonenumbers.parse(text, None if text.startswith("+") else region)
     except phonenumbers.NumberParseException as exc:
         raise ContactError(UNPARSEABLE_NUMBER, f"the phone number cannot be parsed: {exc}") from exc
+    if parsed.extension:
+        raise ContactError(
+            INVALID_NUMBER, "the phone number has an extension; extensions cannot be dialled"
+        )
     if not phonenumbers.is_valid_number(parsed):
         raise ContactError(INVALID_NUMBER, "the phone number is not a valid number")
+    if number_types is not None:
+        kind = _TYPE_NAMES.get(phonenumbers.number_type(parsed), "unknown")
+        if kind not in number_types:
+            raise ContactError(
+                NUMBER_TYPE_NOT_ALLOWED,
+                f"{kind} numbers are not called here (LEVERS_ALLOWED_NUMBER_TYPES: "
+                f"{', '.join(sorted(number_types))})",
+            )
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
-def validate_contact(fields: Mapping[str, Any], default_region: str | None = None) -> Contact:
+def validate_contact(fields: Mapping[str, Any], rules: ContactRules = ContactRules()) -> Contact:
     """Check and normalise one contact given in the Python API's field names."""
     unknown = set(fields) - MESSAGE_FIELDS
     if unknown:
@@ -158,7 +197,11 @@ def validate_contact(fields: Mapping[str, Any], default_region: str | None = Non
         not isinstance(region, str) or region.upper() not in phonenumbers.SUPPORTED_REGIONS
     ):
         raise ContactError(UNPARSEABLE_NUMBER, "region must be a region code such as SA or US")
-    number = normalise_number(fields.get("number"), region.upper() if region else default_region)
+    number = normalise_number(
+        fields.get("number"),
+        region.upper() if region else rules.default_region,
+        rules.number_types,
+    )
     update_existing = fields.get("update_existing", False)
     if not isinstance(update_existing, bool):
         raise ContactError(INVALID_FIELD, "update_existing must be true or false")
@@ -179,11 +222,18 @@ def validate_contact(fields: Mapping[str, Any], default_region: str | None = Non
     )
 
 
+# Control characters, surrogates, and line and paragraph separators.
+_CONTROL = frozenset({"Cc", "Cs", "Zl", "Zp"})
+
+
 def _name(value: object, field: str) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str):
         raise ContactError(INVALID_NAME, f"{field} must be a string")
+    if any(unicodedata.category(ch) in _CONTROL for ch in value):
+        # A NUL or a newline would reach Levers' prompt (or break a log line) as it is.
+        raise ContactError(INVALID_NAME, f"{field} holds control characters")
     value = value.strip()
     if len(value) > MAX_NAME_LENGTH:
         raise ContactError(INVALID_NAME, f"{field} is over {MAX_NAME_LENGTH} characters")

@@ -1,8 +1,9 @@
 """Dead letters: contacts that will not be sent unless an operator replays them.
 
-One record per contact (see `Sender._letter`): reason, Levers' message or status, attempts,
-batch id and key, times, and the contact as it would have been sent. Kept in a hash with a
-time index, so they can be listed by reason or batch key, replayed, purged, and expired after
+One record per contact (`letter`): reason, Levers' message or status, attempts, batch id and
+key, times, and the contact as it would have been sent. They are written by the outbox in the
+same Lua call that finishes the batch, kept in a hash with a time index, so they can be listed
+by reason or batch key, replayed, purged, and expired after
 `LEVERS_DEAD_LETTER_RETENTION_SECONDS`.
 
 Replay puts a contact back through the aggregator with the dedupe key `replay:<dead-letter id>`:
@@ -13,17 +14,63 @@ of the same record, so replaying twice (say, after a crash halfway) still calls 
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import redis
 
-from producers.api import Producer
 from worker.contacts import parse_batch_key
 from worker.keys import Keys
-from worker.store import Clock, as_text
+from worker.scripting import Clock, as_text, redis_now
+
+if TYPE_CHECKING:
+    from worker.outbox import Claim
+
+# Reasons a contact is dead-lettered (stable: metrics labels, filters and runbooks use them).
+UNKNOWN_OUTCOME = "unknown_outcome"
+RETRIES_EXHAUSTED = "retries_exhausted"
+REJECTED_BY_LEVERS = "rejected_by_levers"
+INVALID_CONTACT = "invalid_contact"
+
+
+def letter(
+    claim: Claim, index: int, reason: str, status: int | None, detail: str
+) -> tuple[str, dict[str, Any]]:
+    """(dead-letter id, record) for the `index`-th contact of a claimed batch. The outbox's
+    script adds `at`, the time it was dead-lettered by the shared clock."""
+    contact_id, entry = claim.contacts[index]
+    dl_id = f"{claim.batch_id}:{index}"
+    return dl_id, {
+        "id": dl_id,
+        "reason": reason,
+        "batch_id": claim.batch_id,
+        "batch_key": claim.batch_key,
+        "contact_id": contact_id,
+        "contact": entry,
+        "status": status,
+        "detail": detail,
+        "attempts": claim.attempts,
+        "first_attempt_at": claim.first_attempt_at,
+    }
+
+
+class Rejection(Protocol):
+    @property
+    def index(self) -> int: ...
+
+    @property
+    def reason(self) -> str: ...
+
+
+class EnqueueOutcome(Protocol):
+    """What a producer answers for a list of rows (`producers.EnqueueResult` is one)."""
+
+    @property
+    def accepted(self) -> Sequence[tuple[int, str]]: ...
+
+    @property
+    def rejected(self) -> Sequence[Rejection]: ...
 
 
 @dataclass
@@ -33,7 +80,7 @@ class ReplayResult:
 
 
 class DeadLetters:
-    def __init__(self, client: redis.Redis, keys: Keys, clock: Clock = time.time) -> None:
+    def __init__(self, client: redis.Redis, keys: Keys, clock: Clock | None = None) -> None:
         self.client = client
         self.keys = keys
         self.clock = clock
@@ -78,15 +125,20 @@ class DeadLetters:
         return int(removed)
 
     def expire(self, retention_seconds: float, limit: int = 1000) -> int:
-        """Drop records older than the retention; returns how many."""
-        cutoff = int((self.clock() - retention_seconds) * 1000)
+        """Drop records older than the retention (by the shared clock); returns how many."""
+        cutoff = int((redis_now(self.client, self.clock) - retention_seconds) * 1000)
         old = self.client.zrangebyscore(self.keys.dead_index, "-inf", cutoff, 0, limit)
         return self.delete(as_text(i) for i in old)
 
-    def replay(self, records: Sequence[dict[str, Any]], producer: Producer) -> ReplayResult:
-        """Enqueue the records' contacts again, then delete the records that were enqueued."""
+    def replay(
+        self,
+        records: Sequence[dict[str, Any]],
+        enqueue_contacts: Callable[[list[dict[str, Any]]], EnqueueOutcome],
+    ) -> ReplayResult:
+        """Enqueue the records' contacts again (with the producer's `enqueue_contacts`), then
+        delete the records that were enqueued."""
         rows = [replay_row(record) for record in records]
-        outcome = producer.enqueue_contacts(rows)
+        outcome = enqueue_contacts(rows)
         result = ReplayResult(
             replayed=[records[index]["id"] for index, _ in outcome.accepted],
             refused=[(records[r.index]["id"], r.reason) for r in outcome.rejected],
@@ -95,7 +147,7 @@ class DeadLetters:
         return result
 
 
-def replay_row(record: dict[str, Any]) -> dict[str, Any]:
+def replay_row(record: Mapping[str, Any]) -> dict[str, Any]:
     """The producer row that sends a dead letter's contact again."""
     contact = record["contact"]
     template_id, update_existing = parse_batch_key(record["batch_key"])

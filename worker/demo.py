@@ -23,13 +23,12 @@ from typing import Any
 import redis
 
 from producers.api import Producer
-from worker.actors import store_config
+from worker.backlog import read_totals
 from worker.contacts import batch_key
 from worker.keys import Keys
 from worker.local import RedisServer, answers, free_port
 from worker.sandbox import Sandbox, SandboxConfig
 from worker.settings import Settings
-from worker.store import BatchStore
 
 TEMPLATES = [None, "0b6f3f4e-6a43-4a5e-9e59-7f3b3c1d2a10", "9c1d2e3f-4a5b-4c6d-8e7f-a0b1c2d3e4f5"]
 CONTACTS = 1000
@@ -109,7 +108,7 @@ def run() -> int:
         elapsed = time.monotonic() - started
         print_table(sandbox, expected, elapsed)
         # What the worker itself recorded, which should match the sandbox's count.
-        totals = BatchStore(client, Keys(namespace), store_config(settings)).stats()
+        totals = read_totals(client, Keys(namespace))
         sent, batches = totals.get("contacts_sent", 0), totals.get("batches_sent", 0)
         dead = totals.get("contacts_dead", 0)
         print(f"worker totals: {sent} contacts sent in {batches} requests, {dead} dead letters")

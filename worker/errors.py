@@ -3,6 +3,7 @@
 LeversBatcherError
 ├── SettingsError          bad environment; lists every bad variable at once
 ├── ContactError           a contact failed validation; carries a reason code
+├── BacklogFullError       Redis is near its memory limit: nothing was enqueued, try later
 └── LeversAPIError         a call to the Levers API failed; carries the request and response
     ├── LeversAuthError    no token could be had (bad credentials, auth endpoint down)
     └── LeversTransportError  no answer: connect/read failure; `written` says if it was sent
@@ -29,6 +30,25 @@ class ContactError(LeversBatcherError):
     def __init__(self, reason: str, message: str) -> None:
         self.reason = reason
         super().__init__(message)
+
+
+class BacklogFullError(LeversBatcherError):
+    """Producers are refused while Redis is near its memory limit (see worker/headroom.py).
+
+    Retryable: nothing of the refused call was enqueued. `reason` is the reject code the
+    producers use for such rows."""
+
+    reason = "backlog_full"
+
+    def __init__(self, used_bytes: int, limit_bytes: int, retry_after_seconds: float = 5.0):
+        self.used_bytes = used_bytes
+        self.limit_bytes = limit_bytes
+        self.retry_after_seconds = retry_after_seconds
+        super().__init__(
+            f"the backlog is full: Redis would use {used_bytes:,} of the {limit_bytes:,} bytes "
+            "allowed to producers (LEVERS_MAX_BACKLOG_BYTES); nothing was enqueued, try again "
+            "once workers have sent some of it"
+        )
 
 
 class LeversAPIError(LeversBatcherError):

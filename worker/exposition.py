@@ -17,13 +17,16 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
+from worker.backlog import read_backlog
 from worker.broker import BATCHES_QUEUE, CONTACTS_QUEUE
+from worker.buffers import Buffers, KeyStatus
 from worker.keys import Keys
-from worker.store import BatchStore, KeyStatus
+from worker.outbox import IN_FLIGHT_STATES
 
 log = logging.getLogger("levers.exposition")
 
 QUEUES = (CONTACTS_QUEUE, f"{CONTACTS_QUEUE}.DQ", BATCHES_QUEUE, f"{BATCHES_QUEUE}.DQ")
+FAILED_QUEUES = (f"{CONTACTS_QUEUE}.XQ", f"{BATCHES_QUEUE}.XQ")
 OTHER = "other"
 
 
@@ -39,11 +42,14 @@ def fold_keys(statuses: list[KeyStatus], limit: int) -> list[KeyStatus]:
 
 
 class RedisStateCollector:
-    """Gauges read from Redis on every scrape (registered on the endpoint's registry only)."""
+    """Gauges read from Redis on every scrape (registered on the endpoint's registry only).
 
-    def __init__(self, store: BatchStore, max_batch_keys: int, configured_rate: float) -> None:
-        self.store = store
-        self.keys: Keys = store.keys
+    Every figure but the per-key ones comes from counters the scripts keep, so a scrape costs
+    the same with ten batches in flight or a hundred thousand."""
+
+    def __init__(self, buffers: Buffers, max_batch_keys: int, configured_rate: float) -> None:
+        self.buffers = buffers
+        self.keys: Keys = buffers.keys
         self.max_batch_keys = max_batch_keys
         self.configured_rate = configured_rate
 
@@ -55,7 +61,7 @@ class RedisStateCollector:
             log.warning("cannot read Redis for metrics", extra={"error": repr(exc)})
 
     def _collect(self) -> Iterator[Metric]:
-        client = self.store.client
+        client = self.buffers.client
         pending = GaugeMetricFamily(
             "levers_pending_contacts", "Contacts waiting in an open batch.", labels=["batch_key"]
         )
@@ -64,18 +70,34 @@ class RedisStateCollector:
             "Age of the oldest pending contact of the batch key.",
             labels=["batch_key"],
         )
-        for status in fold_keys(self.store.pending_status(), self.max_batch_keys):
+        for status in fold_keys(self.buffers.pending_status(), self.max_batch_keys):
             pending.add_metric([status.batch_key], status.pending)
             oldest.add_metric([status.batch_key], status.oldest_age_seconds)
         yield pending
         yield oldest
 
+        backlog = read_backlog(client, self.keys)
+        yield GaugeMetricFamily(
+            "levers_backlog_contacts",
+            "Every contact accepted and not yet sent or dead-lettered (queued + pending + in "
+            "flight): the number to scale workers on. Every replica reports the same value.",
+            value=backlog.total,
+        )
+        waiting = GaugeMetricFamily(
+            "levers_contacts_waiting",
+            "Contacts not yet sent, by stage: queued (in the contacts queue), pending (in an "
+            "open batch), in_flight (in a cut batch).",
+            labels=["stage"],
+        )
+        waiting.add_metric(["queued"], backlog.queued)
+        waiting.add_metric(["pending"], backlog.pending)
+        waiting.add_metric(["in_flight"], sum(backlog.in_flight.values()))
+        yield waiting
         in_flight = GaugeMetricFamily(
             "levers_batches_in_flight", "Batches not yet sent or dead.", labels=["state"]
         )
-        states = self.store.inflight_states()
-        for state in ("cut", "queued", "claimed", "sending"):
-            in_flight.add_metric([state], states.get(state, 0))
+        for state in IN_FLIGHT_STATES:
+            in_flight.add_metric([state], backlog.batches[state])
         yield in_flight
 
         pipe = client.pipeline(transaction=False)
@@ -84,6 +106,8 @@ class RedisStateCollector:
         pipe.hget(self.keys.adaptive, "rate")
         for queue in QUEUES:
             pipe.llen(f"{self.keys.dramatiq}:{queue}")
+        for queue in FAILED_QUEUES:
+            pipe.zcard(f"{self.keys.dramatiq}:{queue}")
         held, pause_ms, adaptive_rate, *depths = pipe.execute()
         yield GaugeMetricFamily(
             "levers_dead_letters_held", "Dead letters waiting for an operator.", value=held
@@ -105,9 +129,12 @@ class RedisStateCollector:
             value=float(adaptive_rate) if adaptive_rate else self.configured_rate,
         )
         queues = GaugeMetricFamily(
-            "levers_queue_messages", "Messages waiting in dramatiq's queues.", labels=["queue"]
+            "levers_queue_messages",
+            "Messages in dramatiq's queues (.DQ: waiting for a retry; .XQ: given up by "
+            "dramatiq, which the actors never let happen, so anything here needs a look).",
+            labels=["queue"],
         )
-        for queue, depth in zip(QUEUES, depths, strict=True):
+        for queue, depth in zip((*QUEUES, *FAILED_QUEUES), depths, strict=True):
             queues.add_metric([queue], depth)
         yield queues
 

@@ -35,7 +35,7 @@ class Keys:
         return f"{self.namespace}:deadlines"
 
     def batch(self, batch_id: str) -> str:
-        """Hash: one cut batch, its contacts and its lifecycle state."""
+        """Hash: one cut batch, its contacts and its lifecycle state (see lua/lease.lua)."""
         return f"{self.namespace}:batch:{batch_id}"
 
     @property
@@ -43,13 +43,14 @@ class Keys:
         """Sorted set batch id -> time (ms) when the reaper should next look at it.
 
         Holds every batch not yet sent or dead: the outbox that survives a crash between
-        cutting a batch and queueing its send message.
+        cutting a batch and queueing its send message, and the schedule of retries (a batch
+        waiting to be retried is due at its retry time).
         """
         return f"{self.namespace}:inflight"
 
     def ready(self, batch_key: str) -> str:
         """Sorted set batch id -> time (ms) it may be sent: the batches of one key waiting for
-        a send token. Built in Lua too (pick.lua, reap.lua) from `prefix`."""
+        a send token. Built in pick.lua too, from `prefix`."""
         return f"{self.namespace}:ready:{batch_key}"
 
     @property
@@ -59,16 +60,33 @@ class Keys:
 
     @property
     def prefix(self) -> str:
-        """For the scripts that build key names themselves (pick.lua, reap.lua)."""
+        """For pick.lua, the one script that builds key names (and for the scripts that check
+        that a key they were given is the one the batch's record names)."""
         return f"{self.namespace}:"
 
-    def message(self, message_id: str) -> str:
-        """Marker that a contact message was appended: makes redelivery a no-op."""
-        return f"{self.namespace}:msg:{message_id}"
+    def message(self, contact_id: str) -> str:
+        """Marker that a contact id was handled without owning a dedupe marker (merged, a
+        duplicate, or dedupe off): makes its redelivery a no-op (see append.lua)."""
+        return f"{self.namespace}:msg:{contact_id}"
 
     def dedupe(self, batch_key: str, token: str) -> str:
-        """Marker of an accepted (batch key, number or producer dedupe key), for the window."""
+        """Marker of an accepted (batch key, number or producer dedupe key), for the window.
+        Holds the contact id that took it, so it is that contact's redelivery marker too."""
         return f"{self.namespace}:dedupe:{batch_key}:{token}"
+
+    @property
+    def gauges(self) -> str:
+        """Hash of exact counts kept by the scripts that change them, so status and scrapes
+        read a few fields instead of every batch: `pending` contacts, `queued` contacts not
+        yet aggregated, `batches:<state>` and `contacts:<state>` for batches in flight."""
+        return f"{self.namespace}:gauges"
+
+    @property
+    def queued_messages(self) -> str:
+        """Hash contact message id -> contacts it carries, for messages a producer enqueued
+        that the aggregator has not finished: what makes the `queued` gauge exact under
+        redelivery (a message is taken off once, whoever handles it)."""
+        return f"{self.namespace}:queued"
 
     @property
     def stats(self) -> str:
@@ -77,12 +95,13 @@ class Keys:
 
     @property
     def rejects(self) -> str:
-        """List of the most recent rejected contacts (capped), newest first."""
+        """List of the most recent rejected contacts (capped, numbers masked, the key expiring
+        a while after the last reject), newest first."""
         return f"{self.namespace}:rejects"
 
     @property
     def rate(self) -> str:
-        """Theoretical arrival time of the global request pacer (GCRA)."""
+        """Sorted set reservation -> time (ms): the sliding log of the global request pacer."""
         return f"{self.namespace}:rate:requests"
 
     @property
@@ -92,7 +111,7 @@ class Keys:
 
     @property
     def contact_rate(self) -> str:
-        """Theoretical arrival time of the global contacts-per-minute pacer (GCRA)."""
+        """Sorted set "reservation:cost" -> time (ms): the sliding log of contacts per minute."""
         return f"{self.namespace}:rate:contacts"
 
     @property
@@ -102,13 +121,8 @@ class Keys:
 
     @property
     def pause(self) -> str:
-        """Set with a TTL while Levers asked every sender to back off (429)."""
+        """Time (ms) until which every sender waits, set with a TTL after a 429."""
         return f"{self.namespace}:pause"
-
-    @property
-    def token(self) -> str:
-        """The shared cached bearer token, with a TTL before its `exp`."""
-        return f"{self.namespace}:token"
 
     @property
     def dead(self) -> str:

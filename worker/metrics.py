@@ -87,6 +87,12 @@ class Metrics:
         self.token_refreshes = Counter(
             "levers_token_refreshes", "JWTs obtained from the auth endpoint.", registry=r
         )
+        self.send_errors = Counter(
+            "levers_send_errors",
+            "Send attempts that failed inside the worker (Redis unavailable, a bug); the batch "
+            "is tried again when its lease ends.",
+            registry=r,
+        )
         self.token_failures = Counter(
             "levers_token_failures", "Failed attempts to obtain a JWT.", registry=r
         )

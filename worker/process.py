@@ -18,9 +18,10 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware.prometheus import Prometheus
 
 from worker import logs
-from worker.actors import Runtime, declare_actors
+from worker.actors import declare_actors
 from worker.broker import BATCHES_QUEUE, CONTACTS_QUEUE, ReconnectWatch, build_broker
 from worker.metrics import Metrics
+from worker.runtime import Runtime
 from worker.settings import Settings, settings_or_exit
 
 log = logging.getLogger("levers.process")

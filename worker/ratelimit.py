@@ -21,13 +21,14 @@ limit of 5/s and the default step, it settles into a saw-tooth between about 2.5
 with a 429 every fifty requests or so.
 
 A caller that is given a later time *waits* for it (`Pacer.acquire` sleeps): a limit never
-fails a send or burns a retry.
+fails a send or burns a retry. Every time here is Redis's own (the scripts read `TIME`), and
+callers are handed delays, never times: replicas whose host clocks disagree still share one
+budget.
 """
 
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,7 +36,7 @@ from dataclasses import dataclass
 import redis
 
 from worker.keys import Keys
-from worker.store import Clock, load_script
+from worker.scripting import Clock, load_script, time_arg
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ class Pacer:
         client: redis.Redis,
         keys: Keys,
         limits: Limits,
-        clock: Clock = time.time,
+        clock: Clock | None = None,
         sleep: Callable[[float], object] | None = None,
     ) -> None:
         self.keys = keys
@@ -80,12 +81,12 @@ class Pacer:
         self._adapt = load_script(client, "adapt")
 
     def reserve(self, cost: int) -> float:
-        """Reserve a send time for a request of `cost` contacts; returns it (clock seconds)."""
-        now_ms = int(self.clock() * 1000)
-        at_ms = self._acquire(
+        """Reserve a send time for a request of `cost` contacts; returns the seconds from now
+        until then."""
+        delay_ms = self._acquire(
             keys=[self.keys.rate, self.keys.contact_rate, self.keys.pause, self.keys.adaptive],
             args=[
-                now_ms,
+                time_arg(self.clock),
                 uuid.uuid4().hex,
                 cost,
                 1,
@@ -96,13 +97,13 @@ class Pacer:
                 self.limits.jitter_ms,
             ],
         )
-        return int(at_ms) / 1000
+        return int(delay_ms) / 1000
 
     def acquire(self, cost: int) -> float:
         """Wait until a request of `cost` contacts may leave; returns the seconds waited."""
         waited = 0.0
         while True:
-            delay = self.reserve(cost) - self.clock()
+            delay = self.reserve(cost)
             if delay > 0:
                 self._sleep(delay)
                 waited += delay
@@ -123,7 +124,7 @@ class Pacer:
         rate = self._adapt(
             keys=[self.keys.adaptive],
             args=[
-                int(self.clock() * 1000),
+                time_arg(self.clock),
                 outcome,
                 int(latency_seconds * 1000),
                 self.limits.adaptive_floor,
@@ -135,14 +136,17 @@ class Pacer:
         return float(rate)
 
     def pause(self, seconds: float) -> float:
-        """Pause every sender for `seconds` from now (extends, never shortens)."""
-        now_ms = int(self.clock() * 1000)
-        until = self._pause(keys=[self.keys.pause], args=[now_ms, now_ms + int(seconds * 1000)])
-        return int(until) / 1000
+        """Pause every sender for `seconds` from now (extends, never shortens); returns the
+        seconds of pause now in force."""
+        left = self._pause(keys=[self.keys.pause], args=[time_arg(self.clock), int(seconds * 1000)])
+        return int(left) / 1000
 
     def paused_for(self) -> float:
-        raw = self._client.get(self.keys.pause)
-        return max(0.0, int(raw) / 1000 - self.clock()) if raw else 0.0
+        """Seconds left of the shared 429 pause (0 when none)."""
+        if self.clock is not None:  # a test's clock: compare with the stored time
+            raw = self._client.get(self.keys.pause)
+            return max(0.0, int(raw) / 1000 - self.clock()) if raw else 0.0
+        return max(0, int(self._client.pttl(self.keys.pause))) / 1000
 
 
 class Slots:
@@ -158,7 +162,7 @@ class Slots:
         keys: Keys,
         limit: int,
         lease_seconds: float,
-        clock: Clock = time.time,
+        clock: Clock | None = None,
         sleep: Callable[[float], object] | None = None,
         poll: float = 0.02,
     ) -> None:
@@ -178,7 +182,7 @@ class Slots:
         got = int(
             self._acquire(
                 keys=[self.keys.slots],
-                args=[int(self.clock() * 1000), owner, self.limit, self.lease_ms],
+                args=[time_arg(self.clock), owner, self.limit, self.lease_ms],
             )
         )
         return 0.0 if got == 1 else -got / 1000

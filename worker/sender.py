@@ -1,21 +1,24 @@
-"""The sender: one attempt to deliver one batch, and what to do with the answer.
+"""The sender: one attempt to deliver one batch, and what Levers' answer means.
 
-    claim the batch (lease) -> wait for the pacer -> POST -> classify -> record the outcome
+    pick a batch (lease) -> wait for the pacer -> mark it sending -> POST -> an outcome
 
-Outcomes:
-  2xx                          sent
+The outbox (`worker.outbox`) owns the batch before and after; the sender only turns an answer
+into one outcome value, which the outbox records:
+
+  2xx                          Sent
   429 502 503 504, 401 after a re-authentication, auth endpoint failing, connection refused
-                               retry later (at least Retry-After; a 429 also pauses every sender
+                               Retry (at least Retry-After; a 429 also pauses every sender
                                and does not count as an attempt), up to LEVERS_MAX_SEND_RETRIES
-                               attempts or LEVERS_MAX_RETRY_SECONDS, then dead letters as
+                               attempts or LEVERS_MAX_RETRY_SECONDS, then Dead
                                `retries_exhausted`
-  422                          the contacts Levers names go to dead letters as `invalid_contact`,
-                               the rest is sent as a new batch; when it names none we can place,
-                               each half becomes a batch of its own, down to the bad contact
+  422                          Split: the contacts Levers names are dead-lettered as
+                               `invalid_contact`, the rest sent as a new batch; when it names
+                               none we can place, each half becomes a batch of its own, down to
+                               the bad contact
   no answer after the request was written (read timeout, connection dropped), or a 500
-                               dead letters as `unknown_outcome`: not resent, Levers may be
-                               calling these people already (LEVERS_RESEND_UNKNOWN=true resends)
-  other 4xx                    dead letters as `rejected_by_levers` with status and body
+                               Dead `unknown_outcome`: not resent, Levers may be calling these
+                               people already (LEVERS_RESEND_UNKNOWN=true resends)
+  other 4xx                    Dead `rejected_by_levers` with status and body
 
 A batch whose previous attempt died in `sending` (its lease ran out) is an unknown outcome too;
 one that died before its request left (`claimed`) is simply claimed again.
@@ -28,7 +31,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -36,22 +39,22 @@ from typing import Any
 import httpx
 
 from worker.contacts import RESERVED_METADATA_KEY, mask_number, parse_batch_key
+from worker.deadletters import (
+    INVALID_CONTACT,
+    REJECTED_BY_LEVERS,
+    RETRIES_EXHAUSTED,
+    UNKNOWN_OUTCOME,
+)
 from worker.errors import LeversAuthError, LeversTransportError
 from worker.levers import LeversClient, bulk_body
 from worker.metrics import Metrics, status_class
+from worker.outbox import Claim, Dead, Outbox, Outcome, Retry, Sent, Split
 from worker.ratelimit import Pacer, Slots
-from worker.store import BatchStore, Claim, Clock
 
 log = logging.getLogger("levers.sender")
 
 # Levers echoes metadata back in its phone_call.ended webhook as requestMetadata.
 CORRELATION_KEY = RESERVED_METADATA_KEY
-
-UNKNOWN_OUTCOME = "unknown_outcome"
-RETRIES_EXHAUSTED = "retries_exhausted"
-REJECTED_BY_LEVERS = "rejected_by_levers"
-INVALID_CONTACT = "invalid_contact"
-DEAD_LETTER_REASONS = (UNKNOWN_OUTCOME, RETRIES_EXHAUSTED, REJECTED_BY_LEVERS, INVALID_CONTACT)
 
 # Statuses after which Levers surely did not act on the request. 401 is here because the client
 # already re-authenticated once: credentials being rotated are no reason to drop contacts.
@@ -70,6 +73,9 @@ class RetryPolicy:
         ceiling = min(self.max_seconds, self.base_seconds * 2 ** max(0, attempt - 1))
         return max(retry_after or 0.0, rng.uniform(0, ceiling))
 
+    def exhausted(self, claim: Claim) -> bool:
+        return claim.attempts > self.max_retries or claim.elapsed > self.max_elapsed_seconds
+
 
 @dataclass(frozen=True)
 class SendResult:
@@ -82,278 +88,211 @@ class SendResult:
 class Sender:
     def __init__(
         self,
-        store: BatchStore,
+        outbox: Outbox,
         pacer: Pacer,
         client: LeversClient,
         metrics: Metrics,
         policy: RetryPolicy = RetryPolicy(),
         *,
-        enqueue_batch: Callable[[str], None] | None = None,
         slots: Slots | None = None,
         resend_unknown: bool = False,
-        clock: Clock = time.time,
         rng: random.Random | None = None,
     ) -> None:
-        self.store = store
+        self.outbox = outbox
         self.pacer = pacer
         self.client = client
         self.metrics = metrics
         self.policy = policy
-        self.enqueue_batch = enqueue_batch
         self.slots = slots
         self.resend_unknown = resend_unknown
-        self.clock = clock
         self.rng = rng or random.Random()
 
     def send(self, hint: str) -> SendResult:
         """Use one send token: the batch sent is chosen round robin across batch keys (see
-        `BatchStore.pick`); `hint` is the batch the token was made for."""
+        `Outbox.pick`); `hint` is the batch the token was made for."""
         owner = uuid.uuid4().hex
-        claim = self.store.pick(hint, owner, resend_unknown=self.resend_unknown)
-        batch_id = claim.batch_id or hint
+        claim = self.outbox.pick(hint, owner, resend_unknown=self.resend_unknown)
         if claim.verdict == "unknown":
-            return self._dead(batch_id, "", claim, UNKNOWN_OUTCOME, None, "attempt died in flight")
+            return self._record(claim, "", Dead(UNKNOWN_OUTCOME, None, "attempt died in flight"))
         if claim.verdict != "claimed":
-            return SendResult("skipped", batch_id, claim.verdict)
+            return SendResult("skipped", claim.batch_id, claim.verdict)
+        # Everything that can be done before the rate-limit slot is done before it (the token,
+        # perhaps an auth round trip, and encoding the body): between the slot and the request
+        # there is only marking the batch `sending`, so requests leave at the spacing the pacer
+        # keeps.
         try:
             template_id, update_existing = parse_batch_key(claim.batch_key)
-            body = bulk_body(correlate(claim, batch_id), template_id, update_existing)
+            request = self.client.bulk_request(
+                bulk_body(correlate(claim), template_id, update_existing)
+            )
+        except LeversAuthError as exc:
+            return self._record(claim, owner, self._retry(claim, None, str(exc), cause="auth"))
+        try:
             waited = self.pacer.acquire(len(claim.contacts))
             if self.slots is not None:
                 waited += self.slots.acquire(owner)
-            self.metrics.rate_wait.observe(waited)
-            if not self.store.begin(batch_id, owner):
+            began = self.outbox.begin(claim, owner)
+            if began is None:
                 self._release(owner)
-                return SendResult("skipped", batch_id, "lease lost before sending")
-            now = self.clock()
-            for appended in claim.appended_at:
-                self.metrics.contact_wait.observe(max(0.0, now - appended))
+                return SendResult("skipped", claim.batch_id, "lease lost before sending")
         except Exception as exc:
             # Nothing was sent: hand the batch back so the next attempt need not wait for the
-            # lease to run out, then let dramatiq retry the message.
+            # lease to run out. The batch's record decides when that is; this token is spent.
             with contextlib.suppress(Exception):
                 self._release(owner)
             with contextlib.suppress(Exception):
-                self.store.finish(
-                    batch_id,
-                    owner,
-                    "retry",
-                    detail=repr(exc),
-                    throttled=True,
-                    batch_key=claim.batch_key,
+                self.outbox.finish(
+                    claim, owner, Retry(1.0, None, repr(exc), throttled=True, cause="error")
                 )
             raise
 
+        response = None
         started = time.monotonic()
         try:
-            response = self.client.call_bulk(body)
+            response = self.client.send(request)
         except LeversTransportError as exc:
-            self.metrics.requests.labels("error").inc()
-            if exc.written and not self.resend_unknown:
-                return self._dead(batch_id, owner, claim, UNKNOWN_OUTCOME, None, str(exc))
-            return self._retry(batch_id, owner, claim, None, str(exc), "connection")
+            outcome: Outcome = (
+                Dead(UNKNOWN_OUTCOME, None, str(exc))
+                if exc.written and not self.resend_unknown
+                else self._retry(claim, None, str(exc), cause="connection")
+            )
         except LeversAuthError as exc:
-            self.metrics.requests.labels("error").inc()
-            return self._retry(batch_id, owner, claim, None, str(exc), "auth")
+            outcome = self._retry(claim, None, str(exc), cause="auth")
         finally:
             with contextlib.suppress(Exception):  # a lost release only waits out its lease
                 self._release(owner)
+        self.metrics.rate_wait.observe(waited)
+        for appended in claim.appended_at:
+            self.metrics.contact_wait.observe(max(0.0, began - appended))
+        if response is None:
+            self.metrics.requests.labels("error").inc()
+            return self._record(claim, owner, outcome)
         latency = time.monotonic() - started
+        self.metrics.requests.labels(status_class(response.status_code)).inc()
         self.metrics.request_seconds.observe(latency)
         self.pacer.observe(response.status_code, latency)
-        return self._classify(batch_id, owner, claim, response, latency)
+        return self._record(claim, owner, self.classify(claim, response), latency)
 
-    def _release(self, owner: str) -> None:
-        if self.slots is not None:
-            self.slots.release(owner)
-
-    def _classify(
-        self, batch_id: str, owner: str, claim: Claim, response: httpx.Response, latency: float
-    ) -> SendResult:
+    def classify(self, claim: Claim, response: httpx.Response) -> Outcome:
+        """What Levers' answer to this batch means (see the module docstring)."""
         status = response.status_code
-        self.metrics.requests.labels(status_class(status)).inc()
         if 200 <= status < 300:
-            size = len(claim.contacts)
-            self.store.finish(batch_id, owner, "sent", status=status, sent=size)
-            self.metrics.contacts_sent.inc(size)
-            log.info(
-                "batch sent",
-                extra={
-                    "batch_id": batch_id,
-                    "batch_key": claim.batch_key,
-                    "contacts": size,
-                    "status": status,
-                    "attempt": claim.attempts,
-                    "duration_ms": round(latency * 1000),
-                },
-            )
-            return SendResult("sent", batch_id)
+            return Sent(status)
         detail = _body_excerpt(response)
         if status in RETRYABLE_STATUSES:
-            retry_after = parse_retry_after(response.headers.get("Retry-After"), self.clock())
+            retry_after = parse_retry_after(
+                response.headers.get("Retry-After"), response.headers.get("Date")
+            )
             if status == 429:
                 self.pacer.pause(
                     retry_after if retry_after is not None else self.policy.base_seconds
                 )
                 self.metrics.pauses.inc()
-            return self._retry(batch_id, owner, claim, status, detail, str(status), retry_after)
+            return self._retry(claim, status, detail, retry_after)
         if status == 422:
-            return self._split(batch_id, owner, claim, response)
+            return split_422(response, len(claim.contacts))
         if status >= 500 and not self.resend_unknown:
             # A 500 can come after Levers acted on part of the request: not safe to resend.
-            return self._dead(batch_id, owner, claim, UNKNOWN_OUTCOME, status, detail)
+            return Dead(UNKNOWN_OUTCOME, status, detail)
         if status >= 500:
-            return self._retry(batch_id, owner, claim, status, detail, str(status))
-        return self._dead(batch_id, owner, claim, REJECTED_BY_LEVERS, status, detail)
-
-    def _split(
-        self, batch_id: str, owner: str, claim: Claim, response: httpx.Response
-    ) -> SendResult:
-        """A 422: dead-letter the contacts Levers named and send the rest as a new batch; if it
-        named none we can place, send each half as its own batch to isolate the bad ones."""
-        contacts = claim.contacts
-        refused = refused_contacts(response, len(contacts))
-        letters: list[tuple[str, dict[str, Any]]] = []
-        if refused:
-            children = [[c for i, c in enumerate(contacts) if i not in refused]]
-            letters = [
-                self._letter(batch_id, claim, i, INVALID_CONTACT, 422, refused[i])
-                for i in sorted(refused)
-            ]
-        elif len(contacts) > 1:
-            middle = len(contacts) // 2
-            children = [list(contacts[:middle]), list(contacts[middle:])]
-        else:
-            letters = [
-                self._letter(batch_id, claim, 0, INVALID_CONTACT, 422, _body_excerpt(response))
-            ]
-            children = []
-        children = [child for child in children if child]
-        child_ids = self.store.finish(
-            batch_id,
-            owner,
-            "split",
-            status=422,
-            detail=_body_excerpt(response),
-            batch_key=claim.batch_key,
-            children=children,
-            dead_letters=letters,
-        )
-        if child_ids is None:
-            return SendResult("skipped", batch_id, "lease lost")
-        if letters:
-            self.metrics.dead_letters.labels(INVALID_CONTACT).inc(len(letters))
-        log.warning(
-            "batch refused by Levers (422), split",
-            extra={
-                "batch_id": batch_id,
-                "batch_key": claim.batch_key,
-                "refused": len(letters),
-                "children": ",".join(child_ids),
-            },
-        )
-        for child in child_ids:
-            if self.enqueue_batch is not None:
-                self.enqueue_batch(child)
-        return SendResult(
-            "split", batch_id, f"{len(letters)} refused, {len(child_ids)} new batches"
-        )
+            return self._retry(claim, status, detail)
+        return Dead(REJECTED_BY_LEVERS, status, detail)
 
     def _retry(
         self,
-        batch_id: str,
-        owner: str,
         claim: Claim,
         status: int | None,
         detail: str,
-        reason: str,
         retry_after: float | None = None,
-    ) -> SendResult:
+        *,
+        cause: str = "",
+    ) -> Retry | Dead:
         throttled = status == 429
-        elapsed = self.clock() - claim.first_attempt_at
-        if not throttled and (
-            claim.attempts > self.policy.max_retries or elapsed > self.policy.max_elapsed_seconds
-        ):
-            return self._dead(batch_id, owner, claim, RETRIES_EXHAUSTED, status, detail)
+        if not throttled and self.policy.exhausted(claim):
+            return Dead(RETRIES_EXHAUSTED, status, detail)
         delay = self.policy.backoff(claim.attempts, retry_after, self.rng)
-        self.store.finish(
-            batch_id,
-            owner,
-            "retry",
-            status=status,
-            detail=detail,
-            retry_at=self.clock() + delay,
-            throttled=throttled,
-            batch_key=claim.batch_key,
-        )
-        self.metrics.retries.labels(reason).inc()
-        log.warning(
-            "batch send failed, will retry",
-            extra={
-                "batch_id": batch_id,
-                "batch_key": claim.batch_key,
-                "status": status,
-                "attempt": claim.attempts,
-                "retry_in": round(delay, 3),
-                "detail": detail[:200],
-            },
-        )
-        return SendResult("retry", batch_id, detail, delay)
+        return Retry(delay, status, detail, throttled, cause or str(status))
 
-    def _letter(
-        self, batch_id: str, claim: Claim, index: int, reason: str, status: int | None, detail: str
-    ) -> tuple[str, dict[str, Any]]:
-        contact_id, entry = claim.contacts[index]
-        return (
-            f"{batch_id}:{index}",
-            {
-                "id": f"{batch_id}:{index}",
-                "reason": reason,
-                "batch_id": batch_id,
-                "batch_key": claim.batch_key,
-                "contact_id": contact_id,
-                "contact": entry,
-                "status": status,
-                "detail": detail,
-                "attempts": claim.attempts,
-                "first_attempt_at": claim.first_attempt_at,
-                "at": self.clock(),
-            },
-        )
+    def _release(self, owner: str) -> None:
+        if self.slots is not None:
+            self.slots.release(owner)
 
-    def _dead(
-        self,
-        batch_id: str,
-        owner: str,
-        claim: Claim,
-        reason: str,
-        status: int | None,
-        detail: str,
+    def _record(
+        self, claim: Claim, owner: str, outcome: Outcome, latency: float = 0.0
     ) -> SendResult:
-        letters = [
-            self._letter(batch_id, claim, i, reason, status, detail)
-            for i in range(len(claim.contacts))
-        ]
-        recorded = self.store.finish(
-            batch_id, owner, "dead", status=status, detail=reason, dead_letters=letters
-        )
-        if recorded is None:
-            return SendResult("skipped", batch_id, "lease lost")
-        self.metrics.dead_letters.labels(reason).inc(len(letters))
+        """Hand the outcome to the outbox, then count and log it."""
+        children = self.outbox.finish(claim, owner, outcome)
+        if children is None:
+            return SendResult("skipped", claim.batch_id, "lease lost")
+        fields: dict[str, Any] = {
+            "batch_id": claim.batch_id,
+            "batch_key": claim.batch_key,
+            "attempt": claim.attempts,
+        }
+        if isinstance(outcome, Sent):
+            self.metrics.contacts_sent.inc(len(claim.contacts))
+            log.info(
+                "batch sent",
+                extra={
+                    **fields,
+                    "contacts": len(claim.contacts),
+                    "status": outcome.status,
+                    "duration_ms": round(latency * 1000),
+                },
+            )
+            return SendResult("sent", claim.batch_id)
+        if isinstance(outcome, Retry):
+            self.metrics.retries.labels(outcome.cause).inc()
+            log.warning(
+                "batch send failed, will retry",
+                extra={
+                    **fields,
+                    "status": outcome.status,
+                    "retry_in": round(outcome.delay_seconds, 3),
+                    "detail": outcome.detail[:200],
+                },
+            )
+            return SendResult("retry", claim.batch_id, outcome.detail, outcome.delay_seconds)
+        if isinstance(outcome, Split):
+            if outcome.refused:
+                self.metrics.dead_letters.labels(outcome.reason).inc(len(outcome.refused))
+            log.warning(
+                "batch refused by Levers (422), split",
+                extra={**fields, "refused": len(outcome.refused), "children": ",".join(children)},
+            )
+            return SendResult(
+                "split", claim.batch_id, f"{len(outcome.refused)} refused, {len(children)} new"
+            )
+        self.metrics.dead_letters.labels(outcome.reason).inc(len(claim.contacts))
         log.error(
             "batch dead-lettered",
             extra={
-                "batch_id": batch_id,
-                "batch_key": claim.batch_key,
-                "reason": reason,
-                "contacts": len(letters),
-                "status": status,
+                **fields,
+                "reason": outcome.reason,
+                "contacts": len(claim.contacts),
+                "status": outcome.status,
                 "first_number": mask_number(claim.contacts[0][1]["numberToCall"])
                 if claim.contacts
                 else "",
             },
         )
-        return SendResult("dead", batch_id, reason)
+        return SendResult("dead", claim.batch_id, outcome.reason)
+
+
+def split_422(response: httpx.Response, size: int) -> Split:
+    """A 422: dead-letter the contacts Levers named and send the rest as a new batch; if it
+    named none we can place, send each half as its own batch to isolate the bad ones."""
+    detail = _body_excerpt(response)
+    refused = refused_contacts(response, size)
+    if refused:
+        rest = tuple(i for i in range(size) if i not in refused)
+        return Split(422, detail, INVALID_CONTACT, refused, (rest,))
+    if size > 1:
+        middle = size // 2
+        return Split(
+            422, detail, INVALID_CONTACT, {}, (tuple(range(middle)), tuple(range(middle, size)))
+        )
+    return Split(422, detail, INVALID_CONTACT, {0: detail})
 
 
 def refused_contacts(response: httpx.Response, size: int) -> dict[int, str]:
@@ -381,18 +320,20 @@ def refused_contacts(response: httpx.Response, size: int) -> dict[int, str]:
     return refused
 
 
-def correlate(claim: Claim, batch_id: str) -> Sequence[dict[str, Any]]:
+def correlate(claim: Claim) -> Sequence[dict[str, Any]]:
     """Each contact with our correlation entry added to its metadata (the producer's keys kept)."""
     out = []
     for contact_id, entry in claim.contacts:
         metadata = dict(entry.get("metadata") or {})
-        metadata[CORRELATION_KEY] = {"batch_id": batch_id, "contact_id": contact_id}
+        metadata[CORRELATION_KEY] = {"batch_id": claim.batch_id, "contact_id": contact_id}
         out.append({**entry, "metadata": metadata})
     return out
 
 
-def parse_retry_after(value: str | None, now: float) -> float | None:
-    """Seconds to wait from a Retry-After header (delta seconds or HTTP date)."""
+def parse_retry_after(value: str | None, date: str | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header: delta seconds, or an HTTP date measured
+    against the response's own `Date` header (so no host clock is involved); a date without
+    a `Date` header to measure it against is read against this host's clock."""
     if not value:
         return None
     value = value.strip()
@@ -401,9 +342,11 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     except ValueError:
         pass
     try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - now)
+        until = parsedate_to_datetime(value).timestamp()
+        now = parsedate_to_datetime(date).timestamp() if date else time.time()
     except (TypeError, ValueError):
         return None
+    return max(0.0, until - now)
 
 
 def _body_excerpt(response: httpx.Response, limit: int = 2000) -> str:

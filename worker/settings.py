@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 import phonenumbers
 
+from worker.contacts import NUMBER_TYPES, ContactRules
 from worker.errors import SettingsError
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -118,26 +119,11 @@ def _one_of(*choices: str) -> Check:
     return check
 
 
-NUMBER_TYPES = (
-    "mobile",
-    "fixed_line",
-    "fixed_line_or_mobile",
-    "toll_free",
-    "premium_rate",
-    "shared_cost",
-    "voip",
-    "personal_number",
-    "pager",
-    "uan",
-    "voicemail",
-)
-
-
 def _number_types(value: str) -> str | None:
     names = [part.strip().lower() for part in value.split(",") if part.strip()]
     unknown = [name for name in names if name not in NUMBER_TYPES]
     if not names or unknown:
-        return "must be a comma-separated list of " + ", ".join(NUMBER_TYPES)
+        return "must be a comma-separated list of " + ", ".join(sorted(NUMBER_TYPES))
     return None
 
 
@@ -452,8 +438,8 @@ class Settings:
         return bool(self.api_token or (self.client_id and self.client_secret))
 
     @property
-    def number_types(self) -> frozenset[str]:
-        return frozenset(self.allowed_number_types.split(","))
+    def contact_rules(self) -> ContactRules:
+        return ContactRules(self.default_region, frozenset(self.allowed_number_types.split(",")))
 
     @property
     def sentinel_addresses(self) -> list[tuple[str, int]]:

@@ -12,11 +12,12 @@ import redis
 from producers.api import Producer
 from tests.servers import RedisServer, free_port
 from tests.workers import WorkerProcess
-from worker.actors import store_config
+from worker.backlog import read_backlog, read_totals
+from worker.buffers import Buffers, KeyStatus
 from worker.keys import Keys
+from worker.runtime import buffer_config
 from worker.sandbox import Sandbox, SandboxConfig
 from worker.settings import Settings
-from worker.store import BatchStore
 
 CLIENT_ID = "it-client"
 CLIENT_SECRET = "it-secret-value"
@@ -64,9 +65,32 @@ def producer(settings: Settings) -> Iterator[Producer]:
     producer.close()
 
 
+class State:
+    """What a test looks at in Redis while real workers run: a read-only view."""
+
+    def __init__(self, settings: Settings, client: redis.Redis) -> None:
+        self.client = client
+        self.keys = Keys(settings.namespace)
+        self.buffers = Buffers(client, self.keys, buffer_config(settings))
+
+    def pending_status(self) -> list[KeyStatus]:
+        return self.buffers.pending_status()
+
+    def due_keys(self) -> list[str]:
+        return self.buffers.due().members
+
+    def in_flight(self) -> dict[str, int]:
+        """Batches per in-flight state, the states with none left out."""
+        batches = read_backlog(self.client, self.keys).batches
+        return {state: count for state, count in batches.items() if count}
+
+    def stats(self) -> dict[str, int]:
+        return read_totals(self.client, self.keys)
+
+
 @pytest.fixture
-def store(settings: Settings, redis_client: redis.Redis) -> BatchStore:
-    return BatchStore(redis_client, Keys(settings.namespace), store_config(settings))
+def state(settings: Settings, redis_client: redis.Redis) -> State:
+    return State(settings, redis_client)
 
 
 @pytest.fixture

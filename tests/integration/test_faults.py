@@ -10,6 +10,7 @@ import pytest
 import redis
 
 from producers.api import Producer
+from tests.integration.conftest import State
 from tests.integration.reconcile import settle
 from tests.servers import RedisServer, wait_for
 from tests.workers import WorkerProcess
@@ -18,7 +19,6 @@ from worker.keys import Keys
 from worker.sandbox import Sandbox
 from worker.sender import INVALID_CONTACT, UNKNOWN_OUTCOME
 from worker.settings import Settings
-from worker.store import BatchStore
 
 pytestmark = pytest.mark.integration
 
@@ -59,7 +59,7 @@ def test_a_workers_killed_and_restarted_lose_and_double_nothing(
     producer: Producer,
     start_worker: Callable[..., WorkerProcess],
     dead: DeadLetters,
-    store: BatchStore,
+    state: State,
 ) -> None:
     sandbox.configure(latency_seconds=0.2)
     env = {**FAST_RECOVERY, "LEVERS_BATCH_MAX_SIZE": "50", "LEVERS_MAX_REQUESTS_PER_SECOND": "10"}
@@ -69,7 +69,7 @@ def test_a_workers_killed_and_restarted_lose_and_double_nothing(
         if kill < 10:
             accepted |= enqueue(producer, numbers(500, kill * 500))
         # Kill the older worker while some request is on the wire (or soon after).
-        wait_for(lambda: "sending" in store.inflight_states(), 20, what="a request in flight")
+        wait_for(lambda: "sending" in state.in_flight(), 20, what="a request in flight")
         workers.pop(0).kill()
         workers.append(start_worker(1, 4, **env))
     result = settle(sandbox, dead, accepted, timeout=120)

@@ -12,7 +12,7 @@ import pytest
 import redis
 
 from producers.api import Producer
-from tests.integration.conftest import CLIENT_SECRET
+from tests.integration.conftest import CLIENT_SECRET, State
 from tests.integration.reconcile import settle
 from tests.integration.test_pipeline import metric
 from tests.servers import wait_for
@@ -22,7 +22,6 @@ from worker.deadletters import DeadLetters
 from worker.keys import Keys
 from worker.sandbox import Sandbox
 from worker.settings import Settings
-from worker.store import BatchStore
 
 pytestmark = pytest.mark.integration
 
@@ -40,7 +39,7 @@ def test_a_real_run_is_counted_checked_and_logged_safely(
     producer: Producer,
     settings: Settings,
     redis_client: redis.Redis,
-    store: BatchStore,
+    state: State,
     start_worker: Callable[..., WorkerProcess],
 ) -> None:
     numbers = [f"+96655{i:07d}" for i in range(300)]
@@ -59,7 +58,7 @@ def test_a_real_run_is_counted_checked_and_logged_safely(
     # One contact left pending, and one message that only the worker's validation catches.
     producer.enqueue_contact("+966559999999")
     producer.broker.enqueue(contact_message({"number": "+96612341234"}))
-    wait_for(lambda: store.pending_status() and store.stats().get("rejected_invalid_number"), 10)
+    wait_for(lambda: state.pending_status() and state.stats().get("rejected_invalid_number"), 10)
 
     base = f"http://127.0.0.1:{settings.metrics_port}"
     assert httpx.get(f"{base}/healthz").status_code == 200

@@ -10,13 +10,13 @@ import httpx
 import pytest
 
 from producers.api import Producer
+from tests.integration.conftest import State
 from tests.servers import wait_for
 from tests.workers import WorkerProcess
 from worker.cli import status_report
 from worker.contacts import RESERVED_METADATA_KEY
 from worker.sandbox import Sandbox
 from worker.settings import Settings
-from worker.store import BatchStore
 
 pytestmark = pytest.mark.integration
 
@@ -42,7 +42,7 @@ def test_thousand_contacts_over_six_keys_each_sent_exactly_once(
     producer: Producer,
     start_worker: Callable[..., WorkerProcess],
     settings: Settings,
-    store: BatchStore,
+    state: State,
 ) -> None:
     rows = []
     expected_key = {}
@@ -67,7 +67,7 @@ def test_thousand_contacts_over_six_keys_each_sent_exactly_once(
     worker = start_worker(processes=2, threads=4)
     wait_for(lambda: sandbox_contacts(sandbox) >= 1000, 60, what="1000 contacts at the sandbox")
     # Let a would-be duplicate arrive before counting: wait until nothing is in flight.
-    wait_for(lambda: not store.inflight_states(), 30, what="no batch in flight")
+    wait_for(lambda: not state.in_flight(), 30, what="no batch in flight")
 
     seen: Counter[str] = Counter()
     for request in sandbox.accepted():
@@ -88,8 +88,8 @@ def test_thousand_contacts_over_six_keys_each_sent_exactly_once(
             assert correlation["contact_id"] == result.accepted[index][1]
     assert set(seen) == set(expected_key)
     assert max(seen.values()) == 1
-    assert store.pending_status() == []
-    assert store.stats()["contacts_sent"] == 1000
+    assert state.pending_status() == []
+    assert state.stats()["contacts_sent"] == 1000
 
     # Both worker processes' metrics add up on the one endpoint.
     scrape = httpx.get(f"http://127.0.0.1:{settings.metrics_port}/metrics").text
@@ -103,7 +103,8 @@ def test_thousand_contacts_over_six_keys_each_sent_exactly_once(
     assert metric(scrape, 'levers_requests_total{status_class="2xx"}') == cut
 
     report = status_report(settings)
-    assert report["pending"] == [] and report["batches_in_flight"] == {}
+    assert report["pending"] == [] and set(report["batches_in_flight"].values()) == {0}
+    assert report["backlog_contacts"] == 0 and report["queued_contacts"] == 0
     assert report["totals"]["contacts_sent"] == 1000
     assert worker.stop() == 0
 
@@ -137,17 +138,17 @@ def test_overdue_batch_of_a_killed_worker_is_cut_by_a_new_worker_within_a_second
     sandbox: Sandbox,
     producer: Producer,
     start_worker: Callable[..., WorkerProcess],
-    store: BatchStore,
+    state: State,
 ) -> None:
     first = start_worker(processes=2, threads=2)
     first.wait_ready()
     producer.enqueue_contact(saudi_mobile(2))
-    wait_for(store.pending_status, 10, what="the contact to be appended")
+    wait_for(state.pending_status, 10, what="the contact to be appended")
     first.kill()
     # Nobody is alive to cut it: it becomes overdue and stays pending.
-    wait_for(store.due_keys, 10, what="the batch to be overdue")
+    wait_for(state.due_keys, 10, what="the batch to be overdue")
     assert sandbox.accepted() == []
-    assert store.pending_status()[0].pending == 1
+    assert state.pending_status()[0].pending == 1
 
     second = start_worker(processes=1, threads=2)
     ready = second.wait_ready()

@@ -6,18 +6,19 @@
 -- KEYS[3] pause         string {ns}:pause         time (ms) until which nobody sends (429)
 -- KEYS[4] adaptive      hash {ns}:rate:adaptive   its `rate` replaces ARGV[5] when ARGV[8] = 1
 --
--- ARGV[1] now_ms  ARGV[2] reservation id  ARGV[3] cost (contacts)
+-- ARGV[1] now_ms ('' = Redis TIME)  ARGV[2] reservation id  ARGV[3] cost (contacts)
 -- ARGV[4] request limit per window  ARGV[5] request window ms
 -- ARGV[6] contact limit per window (0 = off)  ARGV[7] contact window ms
 -- ARGV[8] 1 = adaptive mode  ARGV[9] jitter ms tolerated per second (see ratelimit.py)
 --
--- Returns the reserved time in ms (>= now). The caller waits until then and sends; the
--- reservation stands even if it does not send, so every window holds at most its limit.
+-- Returns the ms from now until the reserved time (>= 0). The caller waits that long and
+-- sends; the reservation stands even if it does not send, so every window holds at most its
+-- limit. A delay, not a time, so that no caller ever compares it with its own host's clock.
 --
 -- Each log keeps reservations in time order. A new one goes no earlier than the last
 -- (first come, first served) and no earlier than the time the oldest entries have left
 -- the window far enough for `cost` more to fit.
-local now_ms = tonumber(ARGV[1])
+local now_ms = clock_ms(ARGV[1])
 local cost = tonumber(ARGV[3])
 
 local function earliest(log, limit, window, weight)
@@ -65,4 +66,4 @@ if contact_limit > 0 then
   redis.call('ZADD', KEYS[2], at, ARGV[2] .. ':' .. cost)
   redis.call('PEXPIRE', KEYS[2], math.ceil(at - now_ms + tonumber(ARGV[7])) + 1000)
 end
-return math.ceil(at)
+return math.ceil(at - now_ms)

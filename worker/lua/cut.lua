@@ -1,15 +1,16 @@
--- Shared by append.lua and cut_due.lua (prepended to each when registered).
+-- Shared by append.lua and cut_due.lua (prepended to each when registered, after
+-- clock.lua and states.lua).
 --
--- cut(pending, order, deadlines, record, inflight, stats, ready, ready_keys, batch_key,
---     batch_id, now_ms, max_size, max_wait_ms, requeue_ms, trigger)
+-- cut(pending, order, deadlines, record, inflight, stats, gauges, ready, ready_keys,
+--     batch_key, batch_id, now_ms, max_size, max_wait_ms, grace_ms, trigger)
 --
 -- Moves the oldest `max_size` contacts of one batch key out of its pending hash into a new
--- batch record in state "cut", adds the batch to the inflight set (the outbox: due for a
--- reaper look at now + requeue_ms) and to its key's ready set (see pick.lua), and moves or
--- clears the key's deadline.
+-- batch record in state "cut", adds the batch to the inflight outbox (due for a reaper look
+-- at now + grace_ms, in case its send message never reaches the queue) and to its key's
+-- ready set (see pick.lua), and moves or clears the key's deadline.
 -- Returns the number of contacts cut (0 when the buffer was empty).
-local function cut(pending, order, deadlines, record, inflight, stats, ready, ready_keys,
-                   batch_key, batch_id, now_ms, max_size, max_wait_ms, requeue_ms, trigger)
+local function cut(pending, order, deadlines, record, inflight, stats, gauges, ready, ready_keys,
+                   batch_key, batch_id, now_ms, max_size, max_wait_ms, grace_ms, trigger)
   local members = redis.call('ZRANGE', order, 0, max_size - 1)
   local n = #members
   if n == 0 then
@@ -23,9 +24,11 @@ local function cut(pending, order, deadlines, record, inflight, stats, ready, re
   end
   redis.call('ZREMRANGEBYRANK', order, 0, n - 1)
   redis.call('HSET', record,
-    'key', batch_key, 'state', 'cut', 'contacts', '[' .. table.concat(values, ',') .. ']',
-    'size', n, 'trigger', trigger, 'created_ms', now_ms, 'updated_ms', now_ms, 'attempts', 0)
-  redis.call('ZADD', inflight, now_ms + requeue_ms, batch_id)
+    'key', batch_key, 'contacts', '[' .. table.concat(values, ',') .. ']', 'size', n,
+    'trigger', trigger, 'created_ms', now_ms, 'updated_ms', now_ms, 'attempts', 0)
+  move_state(record, gauges, 'cut')
+  redis.call('HINCRBY', gauges, 'pending', -n)
+  redis.call('ZADD', inflight, now_ms + grace_ms, batch_id)
   redis.call('ZADD', ready, now_ms, batch_id)
   redis.call('ZADD', ready_keys, 'NX', 0, batch_key)
   -- The next oldest contact (if any) sets the new deadline.

@@ -2,28 +2,30 @@
 --
 -- A send message is a token for one request. It names a batch (the hint), but the batch sent
 -- is the oldest ready batch of the batch key that was served longest ago, so one template's
--- backlog cannot starve the others. Every ready batch has a token on its way, so a batch
--- passed over now is sent by a later token.
+-- backlog cannot starve the others. Every ready batch has a token on its way (or gets one from
+-- the reaper when it becomes due), so a batch passed over now is sent by a later token.
 --
 -- KEYS[1] record of the hint batch {ns}:batch:{hint}   KEYS[2] inflight zset {ns}:inflight
 -- KEYS[3] ready keys zset {ns}:ready   batch key -> when it was last served (ms)
--- ARGV[1] now_ms  ARGV[2] hint batch id  ARGV[3] lease_ms  ARGV[4] owner
+-- KEYS[4] gauges hash {ns}:gauges
+-- ARGV[1] now_ms ('' = Redis TIME)  ARGV[2] hint batch id  ARGV[3] lease_ms  ARGV[4] owner
 -- ARGV[5] resend unknown (0/1)  ARGV[6] key prefix "{ns}:"
 --
--- Builds the names {ns}:ready:{batch key} (zset batch id -> when it may be sent, ms) and
--- {ns}:batch:{id} from ARGV[6], as dramatiq's own scripts do: one Redis, not Redis Cluster.
+-- The one script that builds key names ({ns}:ready:{batch key}, {ns}:batch:{id}) from
+-- ARGV[6]: which keys it reads is decided by what it finds (the round robin), so they cannot
+-- be named in advance. Fine on one Redis; dramatiq's broker rules out Redis Cluster anyway.
 --
--- Returns {verdict, batch_key, contacts_json, attempts, first_attempt_ms, batch_id}:
+-- Returns {verdict, batch_key, contacts_json, attempts, first_attempt_ms, now_ms, batch_id}:
 -- `unknown` for the hint batch when its attempt died in `sending` (its token resolves it),
 -- `claimed` with the batch picked, or `idle` when no batch is ready.
-local now_ms = tonumber(ARGV[1])
+local now_ms = clock_ms(ARGV[1])
 local lease_ms = tonumber(ARGV[3])
 local prefix = ARGV[6]
 
 local hint = redis.call('HMGET', KEYS[1], 'state', 'lease_until', 'key')
 if (hint[1] == 'sending' or hint[1] == 'claimed') and tonumber(hint[2]) <= now_ms then
   if hint[1] == 'sending' and ARGV[5] ~= '1' then
-    local r = try_claim(KEYS[1], KEYS[2], ARGV[2], now_ms, lease_ms, ARGV[4], ARGV[5])
+    local r = try_claim(KEYS[1], KEYS[2], KEYS[4], ARGV[2], now_ms, lease_ms, ARGV[4], ARGV[5])
     table.insert(r, ARGV[2])
     return r
   end
@@ -38,7 +40,8 @@ for _, batch_key in ipairs(keys) do
   local ids = redis.call('ZRANGEBYSCORE', ready, '-inf', now_ms, 'LIMIT', 0, 20)
   for _, id in ipairs(ids) do
     redis.call('ZREM', ready, id)
-    local r = try_claim(prefix .. 'batch:' .. id, KEYS[2], id, now_ms, lease_ms, ARGV[4], ARGV[5])
+    local r = try_claim(prefix .. 'batch:' .. id, KEYS[2], KEYS[4], id, now_ms, lease_ms,
+                        ARGV[4], ARGV[5])
     if r[1] == 'claimed' then
       if redis.call('ZCARD', ready) == 0 then
         redis.call('ZREM', KEYS[3], batch_key)
@@ -55,4 +58,4 @@ for _, batch_key in ipairs(keys) do
     redis.call('ZREM', KEYS[3], batch_key)
   end
 end
-return {'idle', '', '', 0, 0, ''}
+return {'idle', '', '', 0, 0, now_ms, ''}

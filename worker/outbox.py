@@ -1,0 +1,320 @@
+"""The outbox: everything that happens to a batch after it is cut, until it is sent or dead.
+
+    cut ─► queued ─► claimed ─► sending ─► sent | dead | split
+            ▲           │          │
+            └── retry ◄─┴──────────┘
+
+The batch's record in Redis is the one authority on its state, attempts and retries; each
+transition is one Lua call. A send message on the `levers.batches` queue is only a token that
+asks for one request: `pick` decides which batch it sends (round robin across batch keys). A
+retry is not a delayed message: `finish` makes the batch due again in the inflight schedule,
+and the reaper (`reap`, run by every worker's flusher) hands it a token when that time comes.
+Lost tokens, dead attempts and cut batches whose token never reached the queue are found the
+same way.
+
+An attempt's outcome is one value (`Sent`, `Retry`, `Dead`, `Split`); `finish` writes it to
+the batch's own record, with its dead letters and child batches, atomically.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import dramatiq
+import redis
+
+from worker.broker import send_message
+from worker.buffers import Due, new_batch_id, read_due
+from worker.deadletters import letter
+from worker.keys import Keys
+from worker.scripting import Clock, as_text, compact, load_script, time_arg
+
+Entry = tuple[str, dict[str, Any]]  # (contact id, the contact as Levers takes it)
+Verdict = Literal["claimed", "unknown", "busy", "sent", "dead", "split", "missing", "idle"]
+IN_FLIGHT_STATES = ("cut", "queued", "claimed", "sending")
+
+
+@dataclass(frozen=True)
+class OutboxConfig:
+    # A cut batch whose token is not on the queue by then gets one from the reaper, s.
+    grace_seconds: float = 15.0
+    # A queued batch not claimed by then gets a fresh token (its token was lost), s.
+    requeue_after_seconds: float = 300.0
+    send_lease_seconds: float = 120.0
+    batch_retention_seconds: int = 86400
+
+
+@dataclass(frozen=True)
+class Claim:
+    verdict: Verdict
+    batch_id: str = ""
+    batch_key: str = ""
+    contacts: tuple[Entry, ...] = ()
+    attempts: int = 0
+    first_attempt_at: float = 0.0  # seconds, the shared clock
+    elapsed: float = 0.0  # seconds since the first attempt, by the shared clock
+    appended_at: tuple[float, ...] = ()  # seconds each contact was appended (shared clock)
+
+
+# -- outcomes of one attempt ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Sent:
+    status: int
+
+
+@dataclass(frozen=True)
+class Retry:
+    delay_seconds: float
+    status: int | None = None
+    detail: str = ""
+    throttled: bool = False  # a 429: this attempt does not count
+    cause: str = ""  # for metrics and logs: the status, "connection" or "auth"
+
+
+@dataclass(frozen=True)
+class Dead:
+    reason: str
+    status: int | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Split:
+    """A 422: the refused contacts (by index, with Levers' message) are dead-lettered as
+    `reason`; the rest go on in new batches (`parts`, lists of indexes)."""
+
+    status: int
+    detail: str
+    reason: str
+    refused: dict[int, str] = field(default_factory=dict)
+    parts: tuple[tuple[int, ...], ...] = ()
+
+
+Outcome = Sent | Retry | Dead | Split
+
+
+@dataclass(frozen=True)
+class InFlight:
+    batches: dict[str, int]
+    contacts: dict[str, int]
+
+
+class Outbox:
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        config: OutboxConfig,
+        broker: dramatiq.Broker,
+        clock: Clock | None = None,
+    ) -> None:
+        self.client = client
+        self.keys = keys
+        self.config = config
+        self.broker = broker
+        self.clock = clock
+        self._queued = load_script(client, "queued", "states")
+        self._pick = load_script(client, "pick", "states", "lease")
+        self._begin = load_script(client, "begin", "states")
+        self._finish = load_script(client, "finish", "states")
+        self._reap = load_script(client, "reap", "states")
+        self._due = load_script(client, "due", flags="no-writes")
+
+    # -- tokens ------------------------------------------------------------------------
+
+    def queue(self, batch_id: str) -> None:
+        """Put a send token for a cut batch on the queue, then mark the batch `queued`.
+
+        If the process dies in between, the batch stays `cut` in the inflight schedule and the
+        reaper queues it after the grace period.
+        """
+        self.broker.enqueue(send_message(batch_id))
+        self._queued(
+            keys=[self.keys.batch(batch_id), self.keys.inflight, self.keys.gauges],
+            args=[
+                time_arg(self.clock),
+                batch_id,
+                int(self.config.requeue_after_seconds * 1000),
+            ],
+        )
+
+    def due(self, limit: int = 100) -> Due:
+        """Batches whose inflight time has come (oldest first), and the next such time."""
+        return read_due(self._due, self.keys.inflight, self.clock, limit)
+
+    def reap(self, batch_ids: list[str]) -> list[str]:
+        """Look at due batches; put a token on the queue for each that needs one (a lost
+        token, a retry come due, an attempt whose lease ran out). Returns those batch ids."""
+        if not batch_ids:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for batch_id in batch_ids:
+            pipe.hget(self.keys.batch(batch_id), "key")
+        batch_keys = [as_text(k) if k is not None else "" for k in pipe.execute()]
+        pipe = self.client.pipeline(transaction=False)
+        for batch_id, batch_key in zip(batch_ids, batch_keys, strict=True):
+            self._reap(
+                keys=[
+                    self.keys.batch(batch_id),
+                    self.keys.inflight,
+                    self.keys.ready_keys,
+                    self.keys.ready(batch_key),
+                    self.keys.gauges,
+                ],
+                args=[
+                    time_arg(self.clock),
+                    batch_id,
+                    int(self.config.requeue_after_seconds * 1000),
+                    self.keys.prefix,
+                ],
+                client=pipe,
+            )
+        actions = [as_text(a) for a in pipe.execute()]
+        to_send = [b for b, action in zip(batch_ids, actions, strict=True) if action == "send"]
+        for batch_id in to_send:
+            self.broker.enqueue(send_message(batch_id))
+        return to_send
+
+    # -- one attempt -------------------------------------------------------------------
+
+    def pick(self, hint: str, owner: str, *, resend_unknown: bool = False) -> Claim:
+        """Claim the next batch to send, round robin across batch keys (see pick.lua).
+
+        `hint` is the batch the token names: if its attempt died in flight, the verdict is
+        `unknown` for it; otherwise the batch claimed may be another (`Claim.batch_id`).
+        """
+        verdict, key, contacts, attempts, first_ms, now_ms, batch_id = self._pick(
+            keys=[
+                self.keys.batch(hint),
+                self.keys.inflight,
+                self.keys.ready_keys,
+                self.keys.gauges,
+            ],
+            args=[
+                time_arg(self.clock),
+                hint,
+                int(self.config.send_lease_seconds * 1000),
+                owner,
+                int(resend_unknown),
+                self.keys.prefix,
+            ],
+        )
+        name: Verdict = as_text(verdict)  # type: ignore[assignment]
+        if name not in ("claimed", "unknown"):
+            return Claim(name, batch_id=as_text(batch_id) or hint)
+        stored = json.loads(contacts)
+        first = int(first_ms) / 1000
+        return Claim(
+            name,
+            batch_id=as_text(batch_id),
+            batch_key=as_text(key),
+            contacts=tuple((item[0], item[1]) for item in stored),
+            attempts=int(attempts),
+            first_attempt_at=first,
+            elapsed=max(0.0, int(now_ms) / 1000 - first),
+            appended_at=tuple(item[2] / 1000 for item in stored if len(item) > 2),
+        )
+
+    def begin(self, claim: Claim, owner: str) -> float | None:
+        """Mark the claimed batch `sending` just before its request. Returns the shared
+        clock's time (seconds), or None when the lease was lost: then do not send."""
+        now_ms = self._begin(
+            keys=[self.keys.batch(claim.batch_id), self.keys.inflight, self.keys.gauges],
+            args=[
+                time_arg(self.clock),
+                claim.batch_id,
+                owner,
+                int(self.config.send_lease_seconds * 1000),
+            ],
+        )
+        return int(now_ms) / 1000 if int(now_ms) else None
+
+    def finish(self, claim: Claim, owner: str, outcome: Outcome) -> list[str] | None:
+        """Record an attempt's outcome on the batch's own record. `owner=""` finishes a batch
+        whose lease ran out in `sending` (an unknown outcome).
+
+        Returns the ids of the child batches made (a `Split`; their tokens are queued here),
+        or None when the caller no longer owned the batch and nothing was recorded.
+        """
+        children, letters = self._split_parts(claim, outcome)
+        child_ids = [new_batch_id() for _ in children]
+        status = getattr(outcome, "status", None)
+        detail = outcome.reason if isinstance(outcome, Dead) else getattr(outcome, "detail", "")
+        args: list[Any] = [
+            time_arg(self.clock),
+            claim.batch_id,
+            owner,
+            _name(outcome),
+            "" if status is None else status,
+            detail,
+            self.config.batch_retention_seconds,
+            int(self.config.grace_seconds * 1000),
+            int(outcome.delay_seconds * 1000) if isinstance(outcome, Retry) else 0,
+            len(claim.contacts) if isinstance(outcome, Sent) else 0,
+            int(isinstance(outcome, Retry) and outcome.throttled),
+            self.keys.prefix,
+            len(children),
+            *child_ids,
+            *(compact(child) for child in children),
+        ]
+        for dl_id, record in letters:
+            args += [dl_id, compact(record)]
+        done = self._finish(
+            keys=[
+                self.keys.batch(claim.batch_id),
+                self.keys.inflight,
+                self.keys.stats,
+                self.keys.gauges,
+                self.keys.dead,
+                self.keys.dead_index,
+                self.keys.ready(claim.batch_key),
+                self.keys.ready_keys,
+                *(self.keys.batch(child) for child in child_ids),
+            ],
+            args=args,
+        )
+        if not done:
+            return None
+        for child in child_ids:
+            self.queue(child)
+        return child_ids
+
+    def _split_parts(
+        self, claim: Claim, outcome: Outcome
+    ) -> tuple[list[list[Entry]], list[tuple[str, dict[str, Any]]]]:
+        """The child batches and dead letters an outcome makes."""
+        if isinstance(outcome, Dead):
+            indexes = range(len(claim.contacts))
+            return [], [
+                letter(claim, i, outcome.reason, outcome.status, outcome.detail) for i in indexes
+            ]
+        if isinstance(outcome, Split):
+            children = [[claim.contacts[i] for i in part] for part in outcome.parts if part]
+            letters = [
+                letter(claim, i, outcome.reason, outcome.status, message)
+                for i, message in sorted(outcome.refused.items())
+            ]
+            return children, letters
+        return [], []
+
+    # -- reading -----------------------------------------------------------------------
+
+    def in_flight(self) -> InFlight:
+        """Batches and contacts per in-flight state: a few counters, whatever the backlog."""
+        raw = {as_text(k): int(v) for k, v in self.client.hgetall(self.keys.gauges).items()}
+        return InFlight(
+            {s: raw.get(f"batches:{s}", 0) for s in IN_FLIGHT_STATES},
+            {s: raw.get(f"contacts:{s}", 0) for s in IN_FLIGHT_STATES},
+        )
+
+    def batch(self, batch_id: str) -> dict[str, str]:
+        raw = self.client.hgetall(self.keys.batch(batch_id))
+        return {as_text(k): as_text(v) for k, v in raw.items()}
+
+
+def _name(outcome: Outcome) -> str:
+    return {Sent: "sent", Retry: "retry", Dead: "dead", Split: "split"}[type(outcome)]
