@@ -100,7 +100,15 @@ def start_worker(
     started: list[WorkerProcess] = []
 
     def start(processes: int = 1, threads: int = 4, **env: str) -> WorkerProcess:
-        merged = {**worker_env, **env}
+        # Each supervisor has its own metrics port and directory, as two hosts would: on one
+        # port the second would fail to start (and a test would run one worker, not two).
+        own = {
+            "LEVERS_METRICS_PORT": str(free_port())
+            if started
+            else worker_env["LEVERS_METRICS_PORT"],
+            "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / f"metrics-{len(started)}"),
+        }
+        merged = {**worker_env, **own, **env}
         worker = WorkerProcess(
             merged, tmp_path / f"worker-{len(started)}.log", processes, threads
         ).start()

@@ -17,7 +17,7 @@ from tests.workers import WorkerProcess
 from worker.deadletters import DeadLetters
 from worker.keys import Keys
 from worker.sandbox import Sandbox
-from worker.sender import INVALID_CONTACT, UNKNOWN_OUTCOME
+from worker.deadletters import INVALID_CONTACT, UNKNOWN_OUTCOME
 from worker.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -175,3 +175,25 @@ def test_e_redis_restarted_mid_run_loses_nothing(
     finally:
         producer.close()
         client.close()
+
+
+def test_f_a_long_429_storm_never_strands_a_batch(
+    sandbox: Sandbox,
+    producer: Producer,
+    start_worker: Callable[..., WorkerProcess],
+    state: State,
+) -> None:
+    """Sixty 429s in a row, then success: the batch's record alone decides its retries, so no
+    retry count of dramatiq's gives up on it, and it is sent one Retry-After after the storm."""
+    storm, retry_after = 60, 1.0
+    sandbox.configure(retry_after_seconds=retry_after)
+    sandbox.throttle_next(storm)
+    producer.enqueue_contact("+966551234567")
+    start_worker(1, 2, LEVERS_BATCH_MAX_WAIT_SECONDS="0.1")
+    [sent] = wait_for(sandbox.accepted, storm * retry_after + 30, interval=0.1, what="the batch")
+    answers = sandbox.stats().answers
+    throttles = [a.received_at for a in answers if a.status == 429]
+    assert len(throttles) == storm
+    assert sent.received_at - max(throttles) <= retry_after + 0.5
+    assert state.stats()["contacts_sent"] == 1
+    assert state.in_flight() == {}
