@@ -33,9 +33,9 @@ from tests.deploy_settings import (
 )
 from worker.settings import Settings
 
-# The oldest Kubernetes release still maintained upstream when this was written, and the
-# newest that kubernetes-validate knows.
-KUBERNETES_VERSIONS = ("1.31.0", "1.37.0")
+# The oldest Kubernetes release deploy/README.md supports, and the newest kubernetes-validate
+# knows.
+KUBERNETES_VERSIONS = ("1.29.0", "1.37.0")
 NAMESPACE = "levers-batcher"
 
 
@@ -44,7 +44,7 @@ def rendered(request: pytest.FixtureRequest) -> list[dict[str, Any]]:
     if kubectl() is None:
         pytest.fail(
             "kubectl is not on PATH: it renders the overlays (`kubectl kustomize`). Install "
-            "kubectl >= 1.27 (its kustomize must know components); Debian's kubernetes-client "
+            "kubectl >= 1.21 (its kustomize must know components); Debian's kubernetes-client "
             "is too old. tests/deploy_manifests.py referenced_paths() checks the files anyway."
         )
     return render(K8S / "overlays" / request.param)
