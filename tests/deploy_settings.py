@@ -2,7 +2,8 @@
 
 A helper, not a test module. A variable in compose.yaml or a Kubernetes manifest must be a
 setting declared in worker/settings.py, the NAME_FILE of a secret one, a variable a library
-reads, or a setting another branch is adding now (PENDING_SETTINGS, named with its branch).
+reads, or a setting the deploy files name before worker/settings.py declares it
+(PENDING_SETTINGS, each with the capability it belongs to).
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from typing import Any
 
 from worker.settings import declared
 
-# Settings that other branches are adding now; remove each name when its setting lands in
-# worker/settings.py (the tests then check it like every other).
+# Settings the deploy files name before worker/settings.py declares them; remove each name once
+# its setting is declared there (the tests then check it like every other).
 PENDING_SETTINGS = {
     "LEVERS_INGEST_PORT": "levers-ingest (HTTP ingest)",
     "LEVERS_INGEST_TOKENS": "levers-ingest (HTTP ingest), a secret: read from *_FILE too",
