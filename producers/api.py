@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dramatiq.brokers.redis import RedisBroker
+from redis.client import Pipeline
 
 from worker.broker import build_broker, contact_message, enqueue_pipelined
 from worker.contacts import validate_contact
@@ -72,9 +73,16 @@ class Producer:
         message = self.broker.enqueue(contact_message(contact.to_message()))
         return str(message.message_id)
 
-    def enqueue_contacts(self, rows: Iterable[Mapping[str, Any]]) -> EnqueueResult:
+    def enqueue_contacts(
+        self, rows: Iterable[Mapping[str, Any]], *, pipe: Pipeline | None = None
+    ) -> EnqueueResult:
         """Validate every row; enqueue the valid ones CHUNK_SIZE per message and PIPELINE_SIZE
-        per round trip. A contact's id is `<message id>:<position in its message>`."""
+        per round trip. A contact's id is `<message id>:<position in its message>`.
+
+        With `pipe` (a MULTI/EXEC pipeline on this producer's Redis) every message is queued on
+        it and nothing is sent: the caller executes it, so the whole call is enqueued together
+        with the caller's own commands, or none of it is. The ids hold once it has run.
+        """
         result = EnqueueResult()
         pending: list[tuple[int, dict[str, Any]]] = []
         for index, row in enumerate(rows):
@@ -85,15 +93,20 @@ class Producer:
                 continue
             pending.append((index, contact.to_message()))
             if len(pending) >= PIPELINE_SIZE:
-                self._flush(pending, result)
-        self._flush(pending, result)
+                self._flush(pending, result, pipe)
+        self._flush(pending, result, pipe)
         return result
 
-    def _flush(self, pending: list[tuple[int, dict[str, Any]]], result: EnqueueResult) -> None:
+    def _flush(
+        self,
+        pending: list[tuple[int, dict[str, Any]]],
+        result: EnqueueResult,
+        pipe: Pipeline | None = None,
+    ) -> None:
         chunks = [pending[i : i + CHUNK_SIZE] for i in range(0, len(pending), CHUNK_SIZE)]
         messages = [contact_message([payload for _, payload in chunk]) for chunk in chunks]
         if messages:
-            enqueue_pipelined(self.broker, messages)
+            enqueue_pipelined(self.broker, messages, pipe=pipe)
         for chunk, message in zip(chunks, messages, strict=True):
             result.accepted.extend(
                 (index, f"{message.message_id}:{position}")

@@ -100,15 +100,26 @@ def send_message(batch_id: str) -> dramatiq.Message[Any]:
     )
 
 
-def enqueue_pipelined(broker: RedisBroker, messages: Iterable[dramatiq.Message[Any]]) -> int:
+def enqueue_pipelined(
+    broker: RedisBroker,
+    messages: Iterable[dramatiq.Message[Any]],
+    *,
+    pipe: redis.client.Pipeline | None = None,
+) -> int:
     """Enqueue many messages in one Redis round trip.
 
     Runs the broker's own enqueue script (the same arguments `RedisBroker.enqueue` passes) on a
     pipeline instead of one call per message. Each message still gets its own Redis-level id,
     as `RedisBroker.enqueue` gives it, because that id is what the broker acks by.
+
+    With `pipe` (a MULTI/EXEC pipeline of the caller's, on this broker's Redis) the messages are
+    only queued on it: the caller executes it, so they go in all together with its own commands
+    or not at all.
     """
     dispatch = broker.scripts["dispatch"]
-    pipe = broker.client.pipeline(transaction=False)
+    own = pipe is None
+    if pipe is None:
+        pipe = broker.client.pipeline(transaction=False)
     count = 0
     for message in messages:
         message = message.copy(options={"redis_message_id": str(uuid4())})
@@ -130,5 +141,6 @@ def enqueue_pipelined(broker: RedisBroker, messages: Iterable[dramatiq.Message[A
             client=pipe,
         )
         count += 1
-    pipe.execute()
+    if own:
+        pipe.execute()
     return count
