@@ -144,10 +144,13 @@ def create_app(
         lifespan=lifespan,
         redoc_url=None,
     )
-    app.include_router(contacts_router(settings, intake, metrics))
-    app.include_router(operations_router(intake, metrics))
+    routers = [contacts_router(settings, intake, metrics), operations_router(intake, metrics)]
+    for router in routers:
+        app.include_router(router)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    paths = {getattr(route, "path", "") for route in app.routes}
+    # Route templates that may be metric labels (the routers have no prefix).
+    paths = {getattr(route, "path", "") for router in routers for route in router.routes}
+    paths |= {getattr(route, "path", "") for route in app.routes} - {""}
     # The last added is the outermost: metrics see every answer, the 413s included.
     app.add_middleware(BodyLimit, max_bytes=settings.ingest_max_body_bytes)
     app.add_middleware(RequestMetrics, metrics=metrics, paths=paths)
