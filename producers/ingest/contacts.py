@@ -99,8 +99,13 @@ def contacts_router(settings: Settings, intake: Intake, metrics: IngestMetrics) 
         422: {
             "model": ValidationProblem,
             "description": "Malformed: not JSON, not a contact or a list of them, a field of the "
-            "wrong JSON type or unknown, too many contacts, or an Idempotency-Key already used "
-            "for another body. Nothing was enqueued.",
+            "wrong JSON type or unknown, too many contacts, or a malformed Idempotency-Key. "
+            "Nothing was enqueued.",
+        },
+        409: {
+            "model": Problem,
+            "description": "The Idempotency-Key was used for a different body within the "
+            "idempotency window. Nothing was enqueued.",
         },
         503: {
             "model": Problem,
@@ -154,8 +159,8 @@ def contacts_router(settings: Settings, intake: Intake, metrics: IngestMetrics) 
                 intake.submit, rows, _key(idempotency_key), fingerprint(body)
             )
         except KeyReused as exc:
-            detail = [issue(["header", "Idempotency-Key"], str(exc), "idempotency_key_reused")]
-            return JSONResponse({"detail": detail}, status_code=422)
+            # 409, not 422: the body is valid; it conflicts with what the key already stands for.
+            return JSONResponse({"detail": str(exc)}, status_code=409)
         except (redis.RedisError, Contended) as exc:
             log.warning("contacts not enqueued: Redis failed", extra={"error": repr(exc)})
             return JSONResponse(

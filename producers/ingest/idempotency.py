@@ -6,7 +6,7 @@ transaction that enqueues its contacts, and that transaction runs under WATCH of
 * the key is new: the contacts and the record go in together, or (Redis fails, the reply is
   lost, another request with the key commits first) neither does;
 * the key holds a record of the same body: its answer is given again and nothing is enqueued;
-* the key holds a record of another body: `KeyReused` (422).
+* the key holds a record of another body: `KeyReused` (409).
 
 Two requests with one key at once both WATCH the absent key; the first EXEC wins, the second
 is refused because the key changed, reads the winner's record and answers from it. There is no
