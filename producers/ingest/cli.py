@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 
 
@@ -64,6 +65,10 @@ def main(argv: list[str] | None = None) -> int:
         timeout_graceful_shutdown=10,
     )
     server = uvicorn.Server(config)
+    # uvicorn stops gracefully on SIGTERM/SIGINT, then raises the signal again through the
+    # handler in place before it: with these, a clean stop exits 0, as levers-worker does.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: None)
     server.run()
     # uvicorn returns without raising when it could not bind or start.
     return 0 if server.started else 1
