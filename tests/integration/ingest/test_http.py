@@ -4,6 +4,8 @@ contact's outcome, Idempotency-Key, metrics and probes."""
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -396,3 +398,9 @@ def test_metrics_count_requests_contacts_and_latency(ingest: IngestServer) -> No
     assert sample(text, "levers_ingest_idempotent_replays_total") == 1
     assert sample(text, "levers_ingest_request_duration_seconds_count", route=route) == 5
     assert "+9665" not in text and "Bearer" not in text
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is missing: apt-get install prometheus (Debian's package has it)"
+    check = subprocess.run(
+        [promtool, "check", "metrics"], input=text, capture_output=True, text=True, check=False
+    )
+    assert check.returncode == 0 and not (check.stdout + check.stderr).strip(), check.stdout
