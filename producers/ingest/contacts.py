@@ -2,7 +2,8 @@
 
 Order of checks, cheapest and least revealing first: the body limit (middleware, 413), the
 token (401/403), the JSON and its types (422, nothing enqueued), then each contact's values
-(rejected one by one in the 202), then Redis (503 when it fails, nothing enqueued).
+(rejected one by one in the 202), then Redis: the Idempotency-Key (409 for another body) and
+the transaction (503 when Redis fails, nothing enqueued).
 """
 
 # No `from __future__ import annotations`: FastAPI reads the endpoint's annotations at run
@@ -109,8 +110,9 @@ def contacts_router(settings: Settings, intake: Intake, metrics: IngestMetrics) 
         },
         503: {
             "model": Problem,
-            "description": "Redis is unavailable: nothing was enqueued. Retry after Retry-After "
-            "seconds, with the same Idempotency-Key.",
+            "description": "Redis is unavailable: nothing was enqueued (unless the connection "
+            "broke just after Redis applied the request, which only a retry with the same "
+            "Idempotency-Key can tell). Retry after Retry-After seconds with the same key.",
             "headers": {"Retry-After": {"schema": {"type": "integer"}}},
         },
     }
