@@ -71,9 +71,13 @@ def parse_contacts(body: bytes, adapter: TypeAdapter[list[ContactIn]]) -> list[C
 
 
 def _key(raw: str | None) -> str | None:
-    # RFC draft form is a quoted string ("abc"); most clients send it bare (abc): same key.
+    """The Idempotency-Key. The draft standard's form is a quoted string ("abc"); most clients
+    send it bare (abc): the same key. Raises `Invalid` for an empty one."""
     if raw is not None and len(raw) >= 2 and raw[0] == raw[-1] == '"':
-        return raw[1:-1] or None
+        raw = raw[1:-1]
+        if not raw:
+            loc: list[str | int] = ["header", "Idempotency-Key"]
+            raise Invalid([issue(loc, "the Idempotency-Key is empty", "string_too_short")])
     return raw
 
 
@@ -154,12 +158,11 @@ def contacts_router(settings: Settings, intake: Intake, metrics: IngestMetrics) 
         body = await request.body()
         try:
             rows = [contact.fields() for contact in parse_contacts(body, adapter)]
+            key = _key(idempotency_key)
         except Invalid as exc:
             return JSONResponse({"detail": exc.issues}, status_code=422)
         try:
-            submission = await run_in_threadpool(
-                intake.submit, rows, _key(idempotency_key), fingerprint(body)
-            )
+            submission = await run_in_threadpool(intake.submit, rows, key, fingerprint(body))
         except KeyReused as exc:
             # 409, not 422: the body is valid; it conflicts with what the key already stands for.
             return JSONResponse({"detail": str(exc)}, status_code=409)

@@ -207,8 +207,11 @@ def test_more_contacts_than_the_limit_is_422(
     assert len(queued_contacts(redis_client, settings)) == 10
 
 
-def test_bad_idempotency_key_header_is_422(client: httpx.Client) -> None:
-    answer = client.post("/v1/contacts", json=contact(1), headers={"Idempotency-Key": "x" * 256})
+@pytest.mark.parametrize("key", ["x" * 256, "with space", '""', "caf\u00e9"])
+def test_bad_idempotency_key_header_is_422(client: httpx.Client, key: str) -> None:
+    answer = client.post(
+        "/v1/contacts", json=contact(1), headers={"Idempotency-Key": key.encode("utf-8")}
+    )
     assert answer.status_code == 422
     assert answer.json()["detail"][0]["loc"] == ["header", "Idempotency-Key"]
 
