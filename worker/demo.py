@@ -175,7 +175,12 @@ SAMPLE_BODY = [
 def serve_ingest(env: dict[str, str], sandbox: Sandbox, worker: subprocess.Popen[bytes]) -> int:
     """levers-ingest in front of the worker; prints what the sandbox receives until Ctrl-C."""
     token = secrets.token_urlsafe(24)
-    port = DEMO_INGEST_PORT if port_is_free(DEMO_INGEST_PORT) else free_port()
+    # LEVERS_INGEST_PORT when set; else 8088 (what the docs show) unless something holds it.
+    requested = env.get("LEVERS_INGEST_PORT")
+    if requested:
+        port = int(requested)
+    else:
+        port = DEMO_INGEST_PORT if port_is_free(DEMO_INGEST_PORT) else free_port()
     ingest = subprocess.Popen(
         [sys.executable, "-m", "producers.ingest.cli", "--port", str(port)],
         env={**env, "LEVERS_INGEST_TOKENS": token, "LEVERS_LOG_LEVEL": "WARNING"},

@@ -101,7 +101,8 @@ def test_levers_ingest_serves_and_stops_on_sigterm(
 def test_the_demo_can_be_driven_by_curl(redis_server: RedisServer) -> None:
     demo = subprocess.Popen(
         [sys.executable, "-m", "worker.demo", "--ingest"],
-        env=clean_env(REDIS_URL=redis_server.url),
+        # A port of its own: another run of this test on the machine may hold 8088.
+        env=clean_env(REDIS_URL=redis_server.url, LEVERS_INGEST_PORT=str(free_port())),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
