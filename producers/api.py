@@ -13,6 +13,7 @@ from typing import Any
 
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
+from redis.client import Pipeline
 
 from worker.backlog import QueuedContacts
 from worker.broker import build_broker, contact_message, enqueue_pipelined
@@ -85,7 +86,9 @@ class Producer:
         [message] = self._enqueue([contact_message(contact.to_message())], [1])
         return str(message.message_id)
 
-    def enqueue_contacts(self, rows: Iterable[Mapping[str, Any]]) -> EnqueueResult:
+    def enqueue_contacts(
+        self, rows: Iterable[Mapping[str, Any]], *, pipe: Pipeline | None = None
+    ) -> EnqueueResult:
         """Validate every row; enqueue the valid ones CHUNK_SIZE per message and PIPELINE_SIZE
         per round trip. A contact's id is `<message id>:<position in its message>`.
 
@@ -93,6 +96,10 @@ class Producer:
         rejected with reason `backlog_full`: nothing of them was enqueued, send them again
         later. A Redis error raises; the round trips before it stand (their contacts were
         accepted, but not reported): retry with the same `dedupe_key`s to be safe.
+
+        With `pipe` (a MULTI/EXEC pipeline on this producer's Redis) every message is queued on
+        it and nothing is sent: the caller executes it, so the whole call is enqueued together
+        with the caller's own commands, or none of it is. The ids hold once it has run.
         """
         result = EnqueueResult()
         pending: list[tuple[int, dict[str, Any]]] = []
@@ -105,8 +112,8 @@ class Producer:
                 continue
             pending.append((index, contact.to_message()))
             if len(pending) >= PIPELINE_SIZE:
-                full = self._flush(pending, result, full)
-        self._flush(pending, result, full)
+                full = self._flush(pending, result, full, pipe)
+        self._flush(pending, result, full, pipe)
         result.rejected.sort(key=lambda r: r.index)
         return result
 
@@ -115,6 +122,7 @@ class Producer:
         pending: list[tuple[int, dict[str, Any]]],
         result: EnqueueResult,
         full: BacklogFullError | None,
+        pipe: Pipeline | None = None,
     ) -> BacklogFullError | None:
         """Enqueue `pending` in one transaction, or refuse all of it once the backlog is full
         (a call refused once refuses the rest, so its accepted rows stay a prefix)."""
@@ -131,6 +139,7 @@ class Producer:
         messages = self._enqueue(
             [contact_message([payload for _, payload in chunk]) for chunk in chunks],
             [len(chunk) for chunk in chunks],
+            pipe,
         )
         for chunk, message in zip(chunks, messages, strict=True):
             result.accepted.extend(
@@ -141,17 +150,21 @@ class Producer:
         return None
 
     def _enqueue(
-        self, messages: list[dramatiq.Message[Any]], sizes: list[int]
+        self,
+        messages: list[dramatiq.Message[Any]],
+        sizes: list[int],
+        pipe: Pipeline | None = None,
     ) -> list[dramatiq.Message[Any]]:
         """All `messages` and their count in the `queued` gauge, in one transaction: a Redis
-        failure leaves none of them enqueued."""
+        failure leaves none of them enqueued. On the caller's `pipe`, they are only queued."""
         if not messages:
             return []
-        pipe = self.broker.client.pipeline(transaction=True)
+        own = self.broker.client.pipeline(transaction=True) if pipe is None else pipe
         for message, size in zip(messages, sizes, strict=True):
-            self.queued.count_in(pipe, message.message_id, size)
-        enqueued = enqueue_pipelined(self.broker, messages, pipe)
-        pipe.execute()
+            self.queued.count_in(own, message.message_id, size)
+        enqueued = enqueue_pipelined(self.broker, messages, own)
+        if pipe is None:
+            own.execute()
         return enqueued
 
     def close(self) -> None:

@@ -36,6 +36,16 @@ INVALID_PROMPT_TAGS = "invalid_prompt_tags"
 INVALID_TEMPLATE_ID = "invalid_template_id"
 INVALID_FIELD = "invalid_field"
 NUMBER_TYPE_NOT_ALLOWED = "number_type_not_allowed"
+REJECT_REASONS = (
+    UNPARSEABLE_NUMBER,
+    INVALID_NUMBER,
+    NUMBER_TYPE_NOT_ALLOWED,
+    INVALID_NAME,
+    INVALID_METADATA,
+    INVALID_PROMPT_TAGS,
+    INVALID_TEMPLATE_ID,
+    INVALID_FIELD,
+)
 
 # phonenumbers' number types by the names LEVERS_ALLOWED_NUMBER_TYPES uses.
 NUMBER_TYPES = {

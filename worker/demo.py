@@ -1,30 +1,39 @@
-"""`python -m worker.demo`: the whole product end to end on this machine.
+"""`python -m worker.demo [--ingest]`: the whole product end to end on this machine.
 
 Uses the Redis at REDIS_URL (or starts a private `redis-server`), starts the sandbox and a
 worker, enqueues about 1,000 sample contacts over three templates and both `updateExisting`
 values, waits until every one was sent, prints what the sandbox received per batch key, and
 stops what it started. It writes only under a namespace of its own and deletes only that.
+
+With `--ingest` it enqueues nothing itself: it starts `levers-ingest` too, prints a token and
+a curl command, and prints each request the sandbox receives until Ctrl-C.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
+import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+import httpx
 import redis
 
 from producers.api import Producer
 from worker.backlog import read_totals
-from worker.contacts import batch_key
+from worker.contacts import batch_key, mask_number
 from worker.keys import Keys
 from worker.local import RedisServer, answers, free_port
 from worker.sandbox import Sandbox, SandboxConfig
@@ -33,6 +42,7 @@ from worker.settings import Settings
 TEMPLATES = [None, "0b6f3f4e-6a43-4a5e-9e59-7f3b3c1d2a10", "9c1d2e3f-4a5b-4c6d-8e7f-a0b1c2d3e4f5"]
 CONTACTS = 1000
 DEMO_ID, DEMO_SECRET = "demo-client", "demo-secret"
+DEMO_INGEST_PORT = 8088
 
 
 def sample_rows() -> list[dict[str, Any]]:
@@ -55,7 +65,7 @@ def sample_rows() -> list[dict[str, Any]]:
     return rows
 
 
-def run() -> int:
+def run(ingest: bool = False) -> int:
     url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
     own_redis = None
     if not answers(url):
@@ -91,6 +101,8 @@ def run() -> int:
     )
     client = redis.Redis.from_url(url)
     try:
+        if ingest:
+            return serve_ingest(env, sandbox, worker)
         started = time.monotonic()
         producer = Producer(settings)
         result = producer.enqueue_contacts(sample_rows())
@@ -146,5 +158,107 @@ def print_table(sandbox: Sandbox, expected: int, elapsed: float) -> None:
     )
 
 
+SAMPLE_BODY = [
+    {
+        "numberToCall": "+966501234567",
+        "firstName": "Sara",
+        "aiSettingsTemplateId": TEMPLATES[1],
+        "metadata": {"crm_id": "42"},
+        "promptTags": {"amount": "120"},
+    },
+    {"numberToCall": "0501234568", "region": "SA", "firstName": "Omar"},
+    {"numberToCall": "+96612341234"},
+]
+
+
+def serve_ingest(env: dict[str, str], sandbox: Sandbox, worker: subprocess.Popen[bytes]) -> int:
+    """levers-ingest in front of the worker; prints what the sandbox receives until Ctrl-C."""
+    token = secrets.token_urlsafe(24)
+    # LEVERS_INGEST_PORT when set; else 8088 (what the docs show) unless something holds it.
+    requested = env.get("LEVERS_INGEST_PORT")
+    if requested:
+        port = int(requested)
+    else:
+        port = DEMO_INGEST_PORT if port_is_free(DEMO_INGEST_PORT) else free_port()
+    ingest = subprocess.Popen(
+        [sys.executable, "-m", "producers.ingest.cli", "--port", str(port)],
+        env={**env, "LEVERS_INGEST_TOKENS": token, "LEVERS_LOG_LEVEL": "WARNING"},
+    )
+    url = f"http://127.0.0.1:{port}"
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    try:
+        deadline = time.monotonic() + 30
+        while not _ready(url):
+            if ingest.poll() is not None or time.monotonic() > deadline:
+                print("levers demo: levers-ingest did not start; see its log above")
+                return 1
+            time.sleep(0.1)
+        body = json.dumps(SAMPLE_BODY)
+        print(
+            f"\nlevers-ingest: {url} (OpenAPI: {url}/docs), token {token}\n"
+            "Post contacts from another terminal, e.g.:\n\n"
+            f"curl -sS {url}/v1/contacts -H 'Authorization: Bearer {token}' "
+            "-H 'Content-Type: application/json' -H \"Idempotency-Key: $(date +%s%N)\" "
+            f"-d '{body}'\n\n"
+            "Each request the sandbox receives is printed here. Ctrl-C stops everything.",
+            flush=True,
+        )
+        shown = 0
+        while not stop.is_set():
+            requests = sandbox.accepted()
+            for request in requests[shown:]:
+                print_request(request.body)
+            shown = len(requests)
+            # Ctrl-C reaches the worker and levers-ingest too: only an exit before it is news.
+            if not stop.wait(0.2) and (worker.poll() is not None or ingest.poll() is not None):
+                print("levers demo: the worker or levers-ingest stopped; see the log above")
+                return 1
+        return 0
+    finally:
+        ingest.send_signal(signal.SIGTERM)
+        ingest.wait(30)
+
+
+def print_request(body: dict[str, Any]) -> None:
+    contacts = body["contacts"]
+    key = batch_key(body.get("aiSettingsTemplateId"), body["updateExisting"])
+    names = ", ".join(
+        f"{mask_number(c['numberToCall'])} {c.get('firstName', '')}".strip() for c in contacts[:5]
+    )
+    more = f" and {len(contacts) - 5} more" if len(contacts) > 5 else ""
+    count = f"{len(contacts)} contact{'' if len(contacts) == 1 else 's'}"
+    print(f"sandbox received {count} for {key}: {names}{more}", flush=True)
+
+
+def _ready(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/readyz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="demo", description="levers-batcher end to end on this machine."
+    )
+    parser.add_argument(
+        "--ingest",
+        action="store_true",
+        help="serve levers-ingest and print a curl command instead of enqueueing samples",
+    )
+    return run(ingest=parser.parse_args(argv).ingest)
+
+
 if __name__ == "__main__":
-    raise SystemExit(run())
+    raise SystemExit(main())

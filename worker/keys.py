@@ -133,3 +133,8 @@ class Keys:
     def dead_index(self) -> str:
         """Sorted set dead-letter id -> time (ms) it was dead-lettered, for listing and purging."""
         return f"{self.namespace}:dead:index"
+
+    def idempotency(self, key: str) -> str:
+        """String, the answer levers-ingest gave to a POST with this `Idempotency-Key`, kept
+        (LEVERS_INGEST_IDEMPOTENCY_SECONDS) so that a retry enqueues nothing twice."""
+        return f"{self.namespace}:ingest:idempotency:{key}"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import Field, dataclass, field, fields
@@ -124,6 +125,28 @@ def _number_types(value: str) -> str | None:
     unknown = [name for name in names if name not in NUMBER_TYPES]
     if not names or unknown:
         return "must be a comma-separated list of " + ", ".join(sorted(NUMBER_TYPES))
+    return None
+
+
+# Visible ASCII without commas: a token must survive a header and the comma-separated list.
+_TOKEN = re.compile(r"[\x21-\x2b\x2d-\x7e]{16,512}")
+MIN_TOKEN_LENGTH = 16
+
+
+def split_tokens(value: str) -> list[str]:
+    """The tokens of LEVERS_INGEST_TOKENS: separated by commas or white space (a file may hold
+    one per line)."""
+    return [part for part in re.split(r"[,\s]+", value) if part]
+
+
+def _tokens(value: str) -> str | None:
+    tokens = split_tokens(value)
+    if not tokens or not all(_TOKEN.fullmatch(token) for token in tokens):
+        # The value is never echoed: it is the secret.
+        return (
+            f"each token must be {MIN_TOKEN_LENGTH} to 512 visible ASCII characters "
+            "without commas, separated by commas"
+        )
     return None
 
 
@@ -393,6 +416,49 @@ class Settings:
         low=1,
         high=1_000_000,
     )
+    # -- HTTP ingest (levers-ingest) ------------------------------------------------------
+    ingest_host: str = env(
+        "LEVERS_INGEST_HOST",
+        "127.0.0.1",
+        "address levers-ingest listens on (0.0.0.0 in a container, behind TLS)",
+    )
+    ingest_port: int = env(
+        "LEVERS_INGEST_PORT", 8088, "port levers-ingest listens on", low=1, high=65535
+    )
+    ingest_tokens: str | None = env(
+        "LEVERS_INGEST_TOKENS",
+        None,
+        "bearer tokens that may POST /v1/contacts, separated by commas (several for rotation)",
+        kind=str,
+        check=_tokens,
+        secret=True,
+    )
+    ingest_insecure_no_auth: bool = env(
+        "LEVERS_INGEST_INSECURE_NO_AUTH",
+        False,
+        "let levers-ingest run without LEVERS_INGEST_TOKENS, accepting anyone (local demos only)",
+    )
+    ingest_max_contacts: int = env(
+        "LEVERS_INGEST_MAX_CONTACTS",
+        1000,
+        "contacts one POST /v1/contacts may carry",
+        low=1,
+        high=100_000,
+    )
+    ingest_max_body_bytes: int = env(
+        "LEVERS_INGEST_MAX_BODY_BYTES",
+        4 * 1024 * 1024,
+        "largest request body levers-ingest reads, bytes (larger: 413)",
+        low=1024,
+        high=256 * 1024 * 1024,
+    )
+    ingest_idempotency_seconds: int = env(
+        "LEVERS_INGEST_IDEMPOTENCY_SECONDS",
+        86400,
+        "how long the answer to a POST with an Idempotency-Key is kept for its retries, s",
+        low=60,
+        high=30 * 86400,
+    )
     # -- operations ------------------------------------------------------------------------
     metrics_port: int = env(
         "LEVERS_METRICS_PORT",
@@ -440,6 +506,10 @@ class Settings:
     @property
     def contact_rules(self) -> ContactRules:
         return ContactRules(self.default_region, frozenset(self.allowed_number_types.split(",")))
+
+    @property
+    def ingest_token_list(self) -> list[str]:
+        return split_tokens(self.ingest_tokens or "")
 
     @property
     def sentinel_addresses(self) -> list[tuple[str, int]]:

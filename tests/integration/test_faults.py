@@ -14,10 +14,9 @@ from tests.integration.conftest import State
 from tests.integration.reconcile import settle
 from tests.servers import RedisServer, wait_for
 from tests.workers import WorkerProcess
-from worker.deadletters import DeadLetters
+from worker.deadletters import INVALID_CONTACT, UNKNOWN_OUTCOME, DeadLetters
 from worker.keys import Keys
 from worker.sandbox import Sandbox
-from worker.deadletters import INVALID_CONTACT, UNKNOWN_OUTCOME
 from worker.settings import Settings
 
 pytestmark = pytest.mark.integration
