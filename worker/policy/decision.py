@@ -8,6 +8,7 @@ UTC; windows are turned into UTC intervals per local date by `windows.open_inter
 
 * Open: callable now; `until` is the first instant it may not be (a window closes somewhere,
   or `expire_at`), or None when nothing ends it. Re-check a batch still waiting at `until`.
+  (A window open for longer than `SEARCH_DAYS` reports where the search stopped.)
 * Closed: not now; `until` is the next instant it is callable in every zone at once (the
   release time of a hold), or None when no such instant is known: an unknown zone, a country
   without a window, or zones whose windows never overlap within `SEARCH_DAYS`. `reason`
@@ -22,6 +23,7 @@ segments with one answer each, so a decision is a dictionary hit and a bisection
 from __future__ import annotations
 
 from bisect import bisect_right
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import ClassVar, Literal
@@ -42,7 +44,6 @@ HOLD_REASONS: tuple[HoldReason, ...] = (
 )
 
 SEARCH_DAYS = 100  # how far ahead a common opening of every zone is looked for
-OPEN_SCAN_DAYS = 8  # an open stretch is followed this far; past it, `until` is a re-check time
 DAY = 86400
 
 Constraint = tuple[Window, str]  # (window, IANA zone name)
@@ -142,44 +143,47 @@ def _timeline(
 
 
 def combined_state(constraints: tuple[Constraint, ...], at: float) -> tuple[bool, float | None]:
-    """Open in every zone at `at` (until the first closes), or when all are next open at once."""
-    t = at
-    limit = at + SEARCH_DAYS * DAY
-    while True:
-        opens_at, until, all_open = t, None, True
-        for window, zone_name in constraints:
-            is_open, boundary = zone_state(window, zone_name, t)
-            if is_open:
-                if boundary is not None and (until is None or boundary < until):
-                    until = boundary
-            elif boundary is None:
-                return False, None
-            else:
-                all_open = False
-                opens_at = max(opens_at, boundary)
-        if all_open:
-            return (True, until) if t == at else (False, t)
-        if opens_at > limit:
+    """Open in every zone at `at` (until the first closes), or when all are next open at once.
+
+    A sweep over each constraint's open intervals in time order: while the current ones do
+    not overlap, the ones that end before the latest start are passed over.
+    """
+    streams = [_intervals_from(window, zone_name, at) for window, zone_name in constraints]
+    current = []
+    for stream in streams:
+        first = next(stream, None)
+        if first is None:
             return False, None
-        t = opens_at
+        current.append(first)
+    while True:
+        start = max(interval[0] for interval in current)
+        end = min(interval[1] for interval in current)
+        if start < end:
+            return (True, end) if start <= at else (False, start)
+        for index, interval in enumerate(current):
+            if interval[1] <= start:
+                following = next(streams[index], None)
+                if following is None:
+                    return False, None
+                current[index] = following
 
 
-def zone_state(window: Window, zone_name: str, at: float) -> tuple[bool, float | None]:
-    """One window in one zone: (open?, when it closes / next opens; None if not within reach)."""
-    tz = zone(zone_name)
+def _intervals_from(window: Window, zone_name: str, at: float) -> Iterator[tuple[int, int]]:
+    """One window's open intervals in one zone that end after `at`, merged where they touch,
+    up to SEARCH_DAYS ahead (the last one's end may be where the search stops)."""
     # Two days back: a range may cross midnight, and a date may repeat when clocks go back.
-    first = local_ordinal(tz, at) - 2
-    is_open, end = False, 0
+    first = local_ordinal(zone(zone_name), at) - 2
+    merged: tuple[int, int] | None = None
     for ordinal in range(first, first + SEARCH_DAYS + 3):
         for start, stop in open_intervals(window, zone_name, ordinal):
-            if is_open:
-                if start > end:
-                    return True, end
-                end = max(end, stop)
-            elif stop > at:
-                if start > at:
-                    return False, start
-                is_open, end = True, stop
-        if is_open and ordinal - first > OPEN_SCAN_DAYS:
-            return True, end
-    return (True, end) if is_open else (False, None)
+            if stop <= at:
+                continue
+            if merged is None:
+                merged = (start, stop)
+            elif start <= merged[1]:
+                merged = (merged[0], max(merged[1], stop))
+            else:
+                yield merged
+                merged = (start, stop)
+    if merged is not None:
+        yield merged

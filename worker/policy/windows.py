@@ -197,8 +197,11 @@ def _clock(minutes: int) -> str:
 # -- local ranges to UTC -------------------------------------------------------------------
 
 
+@lru_cache(maxsize=1024)
 def zone(name: str) -> ZoneInfo:
-    return ZoneInfo(name)  # ZoneInfo keeps its own cache of instances per name
+    # ZoneInfo's own cache keeps only 8 instances strongly: a number with 42 zones would
+    # read the zone files again on every decision.
+    return ZoneInfo(name)
 
 
 @lru_cache(maxsize=65536)
