@@ -15,3 +15,56 @@ zones (the recipient's time zones), decision (open until / closed until), caps (
 caps), policy (which rule applies), config (the TOML file), explain and cli (`levers-admin
 policy check|explain`). See docs/calling-hours.md.
 """
+
+from worker.policy.caps import DEFAULT_CAPS, NO_CAPS, Caps, Limit
+from worker.policy.config import (
+    default_policy,
+    load_policy,
+    parse_policy,
+    policy_from_settings,
+    policy_or_exit,
+)
+from worker.policy.decision import (
+    EXPIRED,
+    HOLD_REASONS,
+    NO_WINDOW_FOR_COUNTRY,
+    NOT_BEFORE,
+    UNKNOWN_TIME_ZONE,
+    WINDOW_CLOSED,
+    Closed,
+    Decision,
+    Expired,
+    HoldReason,
+    Open,
+)
+from worker.policy.policy import DEFAULT_TEMPLATE, CallingPolicy, Rule
+from worker.policy.zones import Recipient, recipient_for, time_zone_problem
+
+__all__ = [
+    "DEFAULT_CAPS",
+    "DEFAULT_TEMPLATE",
+    "EXPIRED",
+    "HOLD_REASONS",
+    "NOT_BEFORE",
+    "NO_CAPS",
+    "NO_WINDOW_FOR_COUNTRY",
+    "UNKNOWN_TIME_ZONE",
+    "WINDOW_CLOSED",
+    "CallingPolicy",
+    "Caps",
+    "Closed",
+    "Decision",
+    "Expired",
+    "HoldReason",
+    "Limit",
+    "Open",
+    "Recipient",
+    "Rule",
+    "default_policy",
+    "load_policy",
+    "parse_policy",
+    "policy_from_settings",
+    "policy_or_exit",
+    "recipient_for",
+    "time_zone_problem",
+]
