@@ -94,7 +94,10 @@ def test_explain_a_saudi_number_in_ramadan() -> None:
     assert "number:       +96650*****67 (region SA)" in out
     assert "time zones:   Asia/Riyadh (from the number)" in out
     assert "window:       by_country -> SA: Sun-Thu 09:00-21:00" in out
-    assert "today:        Wed 2026-02-25 in Asia/Riyadh: 12:00-21:00 (Ramadan hours" in out
+    assert (
+        "today:        Wed 2026-02-25: 12:00-21:00 (Ramadan hours, Umm al-Qura calendar) "
+        "in Asia/Riyadh"
+    ) in out
     assert "decision:     held (window_closed) until Wed 2026-02-25 12:00 +03 (Asia/Riyadh)" in out
     assert "next opening: Wed 2026-02-25 12:00 +03 (Asia/Riyadh) = 2026-02-25 09:00 UTC" in out
 

@@ -18,7 +18,7 @@ from worker.policy.policy import CallingPolicy
 from worker.policy.windows import Window
 from worker.policy.zones import Recipient, recipient_for
 
-SHOWN_ZONES = 4  # instants are shown in this many zones of a number, then in UTC
+SHOWN_ZONES = 4  # instants are shown in this many distinct local times, then in UTC
 
 
 @dataclass
@@ -149,24 +149,33 @@ def _next_opening(
 
 
 def _today(window: Window, zones: tuple[str, ...], at: float) -> list[str]:
-    out = []
-    for name in zones[:SHOWN_ZONES]:
+    """Each zone's local date and its hours under the window; zones alike share a line."""
+    lines: dict[str, list[str]] = {}
+    for name in zones:
         day = datetime.fromtimestamp(at, ZoneInfo(name)).date()
         ranges = window.ranges_on(day)
         hours = ", ".join(str(r) for r in ranges) if ranges else "closed"
         note = window.note_on(day)
-        out.append(f"{day:%a %Y-%m-%d} in {name}: {hours}" + (f" ({note})" if note else ""))
-    return out
+        text = f"{day:%a %Y-%m-%d}: {hours}" + (f" ({note})" if note else "")
+        lines.setdefault(text, []).append(name)
+    return [f"{text} in {_names(names)}" for text, names in list(lines.items())[:SHOWN_ZONES]]
 
 
 def when(instant: float, zones: tuple[str, ...]) -> str:
-    """An instant in each of the first zones, then in UTC."""
-    parts = [
-        f"{datetime.fromtimestamp(instant, ZoneInfo(z)):%a %Y-%m-%d %H:%M %Z} ({z})"
-        for z in zones[:SHOWN_ZONES]
-    ]
+    """An instant as each zone's clock shows it (zones that agree together), then in UTC."""
+    clocks: dict[str, list[str]] = {}
+    for name in zones:
+        text = f"{datetime.fromtimestamp(instant, ZoneInfo(name)):%a %Y-%m-%d %H:%M %Z}"
+        clocks.setdefault(text, []).append(name)
+    parts = [f"{text} ({_names(names)})" for text, names in list(clocks.items())[:SHOWN_ZONES]]
+    if len(clocks) > SHOWN_ZONES:
+        parts.append(f"{len(clocks) - SHOWN_ZONES} more local times")
     parts.append(f"{datetime.fromtimestamp(instant, UTC):%Y-%m-%d %H:%M} UTC")
     return " = ".join(parts)
+
+
+def _names(names: list[str]) -> str:
+    return ", ".join(names) if len(names) <= 3 else f"{names[0]} and {len(names) - 1} more"
 
 
 def _zone_list(zones: tuple[str, ...]) -> str:

@@ -78,7 +78,7 @@ class Window:
             if name:
                 return f"public holiday in {self.holidays}: {name}"
         if self.ramadan is not None and calendars.is_ramadan(day):
-            return "Ramadan hours (Umm al-Qura calendar)"
+            return "Ramadan hours, Umm al-Qura calendar"
         return None
 
     def describe(self) -> str:
