@@ -186,3 +186,19 @@ def test_settings_name_the_policy() -> None:
         Settings.from_env({"LEVERS_DEFAULT_WINDOW": "mars"})
     with pytest.raises(SettingsError, match="set one, not both"):
         Settings.from_env({"LEVERS_DEFAULT_WINDOW": "SA", "LEVERS_POLICY_FILE": "/etc/p.toml"})
+
+
+def test_the_example_in_the_docs_is_a_valid_policy(tmp_path: Path) -> None:
+    doc = (Path(__file__).parent.parent / "docs" / "calling-hours.md").read_text()
+    example = doc.split("```toml\n", 1)[1].split("```", 1)[0]
+    policy = load_policy(write(tmp_path, example))
+    assert policy.rule_for(None).window is PRESETS["SA"]
+    campaign = policy.rule_for(TEMPLATE)
+    assert isinstance(campaign.window, Window)
+    assert campaign.window.describe() == (
+        "Sun-Thu 09:00-12:00, 16:00-21:00; Fri, Sat closed; during Ramadan (Umm al-Qura): "
+        "Sun-Thu 13:00-17:00; Fri, Sat closed; closed on SA public holidays"
+    )
+    assert campaign.time_zone == "Asia/Riyadh"
+    assert policy.countries["CA"] is PRESETS["US"]
+    assert policy.caps == DEFAULT_CAPS

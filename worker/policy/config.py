@@ -107,8 +107,18 @@ def parse_policy(data: Mapping[str, Any], source: str = "calling policy") -> Cal
         if template is not None:
             templates[template] = rule
     if problems:
-        raise PolicyError(problems, source)
+        raise PolicyError(_in_file_order(problems, list(data)), source)
     return CallingPolicy(default, templates, countries, caps, source)
+
+
+def _in_file_order(problems: list[str], keys: list[str]) -> list[str]:
+    """Problems in the order their top-level tables appear in the file (a stable sort)."""
+
+    def position(problem: str) -> int:
+        head = re.split(r"[.:\[]", problem, maxsplit=1)[0]
+        return keys.index(head) if head in keys else len(keys)
+
+    return sorted(problems, key=position)
 
 
 def _rule(
