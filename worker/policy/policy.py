@@ -18,7 +18,7 @@ from functools import lru_cache
 from typing import Literal
 
 from worker.policy import decision
-from worker.policy.caps import NO_CAPS, Caps
+from worker.policy.caps import DEFAULT_CAPS, NO_CAPS, Caps
 from worker.policy.decision import Constraint, Decision, HoldReason
 from worker.policy.presets import BOUNDS, BY_COUNTRY, PRESETS
 from worker.policy.windows import Window
@@ -60,7 +60,7 @@ class CallingPolicy:
     default: Rule = field(default_factory=lambda: Rule(BY_COUNTRY))
     templates: Mapping[str, Rule] = field(default_factory=dict)
     countries: Mapping[str, Window] = field(default_factory=dict)  # over PRESETS
-    caps: Caps = NO_CAPS  # per number, over every template's calls
+    caps: Caps = DEFAULT_CAPS  # per number, over every template's calls
     source: str = "built-in default"
 
     # -- the calls the pipeline makes -------------------------------------------------------

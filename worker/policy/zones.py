@@ -36,6 +36,9 @@ class Recipient:
     source: Literal["producer", "number"] = "number"
 
 
+_RECIPIENTS: dict[Recipient, Recipient] = {}
+
+
 def time_zone_problem(name: object) -> str | None:
     """Why `name` is not an IANA time zone name this machine knows, or None."""
     if not isinstance(name, str) or not name.strip():
@@ -75,8 +78,14 @@ def recipient_from_parsed(
         # A producer's zone that no longer reads (tzdata changed since it was accepted) is
         # not replaced by a guess: the contact waits as unknown_time_zone.
         zones = (time_zone,) if is_known_zone(time_zone) else ()
-        return Recipient(zones, region, "producer")
-    return Recipient(zones_for_number(parsed) if parsed is not None else (), region)
+        return _shared(Recipient(zones, region, "producer"))
+    return _shared(Recipient(zones_for_number(parsed) if parsed is not None else (), region))
+
+
+def _shared(recipient: Recipient) -> Recipient:
+    # Numbers are many and recipients few (one per zone set and region): the cache of
+    # numbers holds one shared instance of each instead of a copy per number.
+    return _RECIPIENTS.setdefault(recipient, recipient)
 
 
 def zones_for_number(parsed: phonenumbers.PhoneNumber) -> tuple[str, ...]:
