@@ -2,6 +2,7 @@
 
 LeversBatcherError
 ├── SettingsError          bad environment; lists every bad variable at once
+├── PolicyError            bad calling policy file; lists every problem with its TOML path
 ├── ContactError           a contact failed validation; carries a reason code
 ├── BacklogFullError       Redis is near its memory limit: nothing was enqueued, try later
 └── LeversAPIError         a call to the Levers API failed; carries the request and response
@@ -22,6 +23,13 @@ class SettingsError(LeversBatcherError):
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
         super().__init__("invalid configuration:\n  " + "\n  ".join(problems))
+
+
+class PolicyError(LeversBatcherError):
+    def __init__(self, problems: list[str], source: str = "calling policy") -> None:
+        self.problems = problems
+        self.source = source
+        super().__init__(f"invalid calling policy ({source}):\n  " + "\n  ".join(problems))
 
 
 class ContactError(LeversBatcherError):

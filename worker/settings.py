@@ -150,6 +150,21 @@ def _tokens(value: str) -> str | None:
     return None
 
 
+def _window_name(value: str) -> str | None:
+    # Imported here: settings are read everywhere, the policy package only where it is used.
+    from worker.policy.presets import WINDOW_NAMES, canonical_window_name
+
+    if canonical_window_name(value) is None:
+        return "must be " + ", ".join(WINDOW_NAMES[:-1]) + " or " + WINDOW_NAMES[-1]
+    return None
+
+
+def _window(value: str) -> str:
+    from worker.policy.presets import canonical_window_name
+
+    return canonical_window_name(value) or value
+
+
 def _lower(value: str) -> str:
     return value.lower()
 
@@ -281,6 +296,22 @@ class Settings:
         "Redis maxmemory when that is set, else no limit",
         low=0,
         high=2**50,
+    )
+    # -- calling policy --------------------------------------------------------------------
+    policy_file: str | None = env(
+        "LEVERS_POLICY_FILE",
+        None,
+        "TOML calling policy: windows per template and country, frequency caps "
+        "(docs/calling-hours.md); read once at start-up",
+        kind=str,
+    )
+    default_window: str = env(
+        "LEVERS_DEFAULT_WINDOW",
+        "by_country",
+        "calling window of every template when there is no LEVERS_POLICY_FILE: by_country, "
+        "always, or a preset (SA, AE, US, GB)",
+        check=_window_name,
+        normalise=_window,
     )
     # -- rate limits -----------------------------------------------------------------------
     max_requests_per_second: float = env(
@@ -495,6 +526,11 @@ class Settings:
         source = os.environ if environ is None else environ
         errors: list[str] = []
         values = {f.name: _read(f, source, errors) for f in fields(cls)}
+        if _raw(source, "LEVERS_POLICY_FILE") and _raw(source, "LEVERS_DEFAULT_WINDOW"):
+            errors.append(
+                "LEVERS_POLICY_FILE and LEVERS_DEFAULT_WINDOW: set one, not both (the file's "
+                "[default] names the default window)"
+            )
         if errors:
             raise SettingsError(errors)
         return cls(**values)
