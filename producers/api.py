@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import dramatiq
@@ -64,8 +65,16 @@ class Producer:
         prompt_tags: Mapping[str, str] | None = None,
         region: str | None = None,
         dedupe_key: str | None = None,
+        time_zone: str | None = None,
+        not_before: float | str | datetime | None = None,
+        expire_at: float | str | datetime | None = None,
     ) -> str:
         """Validate and enqueue one contact; returns its contact id.
+
+        `time_zone` (an IANA name) overrides the number's own zones for calling hours;
+        `not_before` and `expire_at` (epoch seconds, an aware datetime, or ISO 8601 with an
+        offset) bound when it may be called: it waits until `not_before` and its window, and
+        is dead-lettered as `expired` if still unsent at `expire_at`.
 
         Raises ContactError for a contact that will not be called, and BacklogFullError
         (retryable) when Redis is too full to take it: then nothing was enqueued.
@@ -80,6 +89,9 @@ class Producer:
             "prompt_tags": dict(prompt_tags) if prompt_tags is not None else None,
             "region": region,
             "dedupe_key": dedupe_key,
+            "time_zone": time_zone,
+            "not_before": not_before,
+            "expire_at": expire_at,
         }
         contact = validate_contact(_present(row), self.rules)
         self.headroom.check(1)

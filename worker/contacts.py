@@ -9,14 +9,19 @@ aggregate actor (messages can come from anywhere that speaks dramatiq).
 from __future__ import annotations
 
 import json
+import math
 import unicodedata
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
 from phonenumbers import PhoneNumberType
+from phonenumbers import timezone as phone_timezone
 
 from worker.errors import ContactError
 
@@ -35,6 +40,8 @@ INVALID_METADATA = "invalid_metadata"
 INVALID_PROMPT_TAGS = "invalid_prompt_tags"
 INVALID_TEMPLATE_ID = "invalid_template_id"
 INVALID_FIELD = "invalid_field"
+INVALID_TIME_ZONE = "invalid_time_zone"
+INVALID_SCHEDULE = "invalid_schedule"
 NUMBER_TYPE_NOT_ALLOWED = "number_type_not_allowed"
 REJECT_REASONS = (
     UNPARSEABLE_NUMBER,
@@ -44,6 +51,8 @@ REJECT_REASONS = (
     INVALID_METADATA,
     INVALID_PROMPT_TAGS,
     INVALID_TEMPLATE_ID,
+    INVALID_TIME_ZONE,
+    INVALID_SCHEDULE,
     INVALID_FIELD,
 )
 
@@ -77,8 +86,12 @@ MESSAGE_FIELDS = frozenset(
         "update_existing",
         "region",
         "dedupe_key",
+        "time_zone",
+        "not_before",
+        "expire_at",
     }
 )
+UNKNOWN_ZONE = phone_timezone.UNKNOWN_TIMEZONE  # "Etc/Unknown"
 
 
 @dataclass(frozen=True)
@@ -99,6 +112,9 @@ class Contact:
     template_id: str | None = None  # canonical lower-case UUID, None for the account default
     update_existing: bool = False
     dedupe_key: str | None = None
+    time_zone: str | None = None  # IANA name given by the producer: wins over the number's
+    not_before: float | None = None  # POSIX seconds: not called before
+    expire_at: float | None = None  # POSIX seconds: never called from then on
 
     @property
     def batch_key(self) -> str:
@@ -108,7 +124,15 @@ class Contact:
     def to_message(self) -> dict[str, Any]:
         """The dramatiq message payload (validated again on the worker side)."""
         payload: dict[str, Any] = {"number": self.number}
-        for name in ("first_name", "last_name", "template_id", "dedupe_key"):
+        for name in (
+            "first_name",
+            "last_name",
+            "template_id",
+            "dedupe_key",
+            "time_zone",
+            "not_before",
+            "expire_at",
+        ):
             value = getattr(self, name)
             if value is not None:
                 payload[name] = value
@@ -220,6 +244,13 @@ def validate_contact(fields: Mapping[str, Any], rules: ContactRules = ContactRul
         not isinstance(dedupe_key, str) or not 0 < len(dedupe_key) <= 200
     ):
         raise ContactError(INVALID_FIELD, "dedupe_key must be a string of 1 to 200 characters")
+    time_zone = fields.get("time_zone")
+    if time_zone is not None and (problem := time_zone_problem(time_zone)):
+        raise ContactError(INVALID_TIME_ZONE, problem)
+    not_before = instant(fields.get("not_before"), "not_before")
+    expire_at = instant(fields.get("expire_at"), "expire_at")
+    if not_before is not None and expire_at is not None and expire_at <= not_before:
+        raise ContactError(INVALID_SCHEDULE, "expire_at must be later than not_before")
     return Contact(
         number=number,
         first_name=_name(fields.get("first_name"), "first_name"),
@@ -229,7 +260,68 @@ def validate_contact(fields: Mapping[str, Any], rules: ContactRules = ContactRul
         template_id=_template_id(fields.get("template_id")),
         update_existing=update_existing,
         dedupe_key=dedupe_key,
+        time_zone=time_zone,
+        not_before=not_before,
+        expire_at=expire_at,
     )
+
+
+def time_zone_problem(name: object) -> str | None:
+    """Why `name` is not an IANA time zone name this machine knows, or None."""
+    if not isinstance(name, str) or not name.strip():
+        return "time_zone must be an IANA time zone name such as Asia/Riyadh"
+    if not is_known_zone(name):
+        return f"time_zone {name!r} is not an IANA time zone name (e.g. Asia/Riyadh)"
+    return None
+
+
+@lru_cache(maxsize=1024)
+def is_known_zone(name: str) -> bool:
+    if name == UNKNOWN_ZONE:
+        return False
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):  # ValueError: not a key ("../x", "/etc/x")
+        return False
+    return True
+
+
+def instant(value: object, field: str) -> float | None:
+    """POSIX seconds from epoch seconds (a number), an aware datetime, or ISO 8601 text with an
+    offset.
+
+    A time without an offset is refused: whose 09:00 it meant cannot be known.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ContactError(INVALID_SCHEDULE, f"{field} must be a time, not true/false")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ContactError(INVALID_SCHEDULE, f"{field} is a naive datetime: give it a tzinfo")
+        seconds = value.timestamp()
+    elif isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise ContactError(
+                INVALID_SCHEDULE,
+                f"{field} must be ISO 8601 with an offset (2026-12-03T09:00:00+03:00) or epoch "
+                "seconds",
+            ) from exc
+        if parsed.tzinfo is None:
+            raise ContactError(
+                INVALID_SCHEDULE,
+                f"{field} has no offset: say whose time it is (e.g. +03:00 or Z)",
+            )
+        seconds = parsed.timestamp()
+    else:
+        raise ContactError(INVALID_SCHEDULE, f"{field} must be a time")
+    if not math.isfinite(seconds) or not 0 <= seconds < 2**33:
+        raise ContactError(INVALID_SCHEDULE, f"{field} is not a time this century")
+    return seconds
 
 
 # Control characters, surrogates, and line and paragraph separators.

@@ -12,7 +12,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, TypeAdapter
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    TypeAdapter,
+)
 
 from worker.contacts import (
     MAX_METADATA_BYTES,
@@ -84,6 +93,27 @@ class ContactIn(BaseModel):
         None,
         description="Region code (e.g. SA) for a `numberToCall` in national form.",
         examples=["SA"],
+    )
+    time_zone: StrictStr | None = Field(
+        None,
+        alias="timeZone",
+        description="The recipient's IANA time zone (e.g. Asia/Riyadh), for calling hours; "
+        "absent: the number's own zones (`invalid_time_zone` when unknown).",
+        examples=["Asia/Riyadh"],
+    )
+    not_before: StrictStr | StrictFloat | StrictInt | None = Field(
+        None,
+        alias="notBefore",
+        description="Not called before this time: ISO 8601 with an offset, or epoch seconds "
+        "(`invalid_schedule` otherwise). It also waits for its calling hours.",
+        examples=["2026-12-03T09:00:00+03:00"],
+    )
+    expire_at: StrictStr | StrictFloat | StrictInt | None = Field(
+        None,
+        alias="expireAt",
+        description="Never called from this time on: still unsent then, it goes to the dead "
+        "letters as `expired`. ISO 8601 with an offset, or epoch seconds; after `notBefore`.",
+        examples=["2026-12-05T21:00:00+03:00"],
     )
 
     def fields(self) -> dict[str, Any]:

@@ -14,12 +14,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
 from phonenumbers import timezone as phone_timezone
 
-UNKNOWN_ZONE = phone_timezone.UNKNOWN_TIMEZONE  # "Etc/Unknown"
+# Checked where contacts are accepted (worker.contacts), re-exported here for the policy.
+from worker.contacts import UNKNOWN_ZONE, is_known_zone, time_zone_problem
+
+__all__ = ["UNKNOWN_ZONE", "Recipient", "is_known_zone", "recipient_for", "time_zone_problem"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,26 +39,6 @@ class Recipient:
 
 
 _RECIPIENTS: dict[Recipient, Recipient] = {}
-
-
-def time_zone_problem(name: object) -> str | None:
-    """Why `name` is not an IANA time zone name this machine knows, or None."""
-    if not isinstance(name, str) or not name.strip():
-        return "time_zone must be an IANA time zone name such as Asia/Riyadh"
-    if not is_known_zone(name):
-        return f"time_zone {name!r} is not an IANA time zone name (e.g. Asia/Riyadh)"
-    return None
-
-
-@lru_cache(maxsize=1024)
-def is_known_zone(name: str) -> bool:
-    if name == UNKNOWN_ZONE:
-        return False
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):  # ValueError: not a key ("../x", "/etc/x")
-        return False
-    return True
 
 
 @lru_cache(maxsize=65536)
