@@ -46,6 +46,7 @@ def run(
             "LEVERS_BASE_URL": sandbox.url,
             "LEVERS_CLIENT_ID": "bench",
             "LEVERS_CLIENT_SECRET": "bench-secret",
+            "LEVERS_DEFAULT_WINDOW": "always",  # measure sending, not calling hours
             "LEVERS_BATCH_MAX_SIZE": "10",
             "LEVERS_MAX_REQUESTS_PER_SECOND": str(limit * 4 if adaptive else limit),
             "LEVERS_ADAPTIVE_RATE": "true" if adaptive else "false",

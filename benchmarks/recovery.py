@@ -52,6 +52,7 @@ def one_run(redis_url: str, sandbox: Sandbox, case_env: dict[str, str], cap: flo
             "LEVERS_BASE_URL": sandbox.url,
             "LEVERS_CLIENT_ID": "bench",
             "LEVERS_CLIENT_SECRET": "bench-secret",
+            "LEVERS_DEFAULT_WINDOW": "always",  # measure sending, not calling hours
             "LEVERS_BATCH_MAX_SIZE": "10",
             "LEVERS_MAX_REQUESTS_PER_SECOND": "100",
             "LEVERS_METRICS_PORT": "0",

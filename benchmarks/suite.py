@@ -187,6 +187,7 @@ class Bench:
                 "LEVERS_BASE_URL": self.sandbox.url,
                 "LEVERS_CLIENT_ID": CLIENT_ID,
                 "LEVERS_CLIENT_SECRET": CLIENT_SECRET,
+                "LEVERS_DEFAULT_WINDOW": "always",  # measure sending, not calling hours
                 "LEVERS_METRICS_PORT": "0",
                 "PROMETHEUS_MULTIPROC_DIR": str(self.work / f"metrics-{uuid.uuid4().hex[:8]}"),
             }

@@ -11,6 +11,7 @@ import redis
 from tests.conftest import FakeClock
 from worker.buffers import BufferConfig, Buffers
 from worker.contacts import Contact, batch_key
+from worker.eligibility import SEND_NOW
 from worker.keys import Keys
 
 TEMPLATE_A = "0b6f3f4e-6a43-4a5e-9e59-7f3b3c1d2a10"
@@ -264,7 +265,7 @@ def test_a_chunk_is_idempotent_however_far_it_got(
     redis_client: redis.Redis, clock: FakeClock
 ) -> None:
     buffers = make_buffers(redis_client, clock, batch_max_size=10)
-    chunk = [(contact(i), f"msg:{i}") for i in range(5)]
+    chunk = [(contact(i), f"msg:{i}", SEND_NOW) for i in range(5)]
     buffers.append_many(chunk[:3])  # the worker died after three of five
     results = buffers.append_many(chunk)
     assert [r.status for r in results] == ["redelivered"] * 3 + ["appended"] * 2

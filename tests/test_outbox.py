@@ -67,8 +67,9 @@ def test_lifecycle_lease_and_an_attempt_that_died_in_flight(rooms: Rooms) -> Non
     assert claim.verdict == "claimed" and claim.attempts == 1 and claim.batch_id == batch_id
     assert claim.contacts[0][0] == "m1"
     assert rooms.outbox.pick(batch_id, "owner-2").verdict == "idle"  # nothing else is ready
-    assert rooms.outbox.begin(claim, "owner-2") is None  # not its lease
-    assert rooms.outbox.begin(claim, "owner-1") == rooms.clock()
+    assert rooms.outbox.begin(claim, "owner-2").code == "lost"  # not its lease
+    begun = rooms.outbox.begin(claim, "owner-1", decided_at=rooms.clock())
+    assert begun.code == "send" and begun.now == rooms.clock()
     assert rooms.outbox.in_flight().batches["sending"] == 1
     # The lease runs out with the request unanswered: its outcome is unknown.
     rooms.clock.advance(10)

@@ -207,7 +207,7 @@ def test_attempt_that_died_in_flight_is_unknown_outcome(
     # A worker started the request and was killed before recording the answer.
     claim = h.outbox.pick(batch_id, "killed-worker")
     assert claim.verdict == "claimed"
-    assert h.outbox.begin(claim, "killed-worker")
+    assert h.outbox.begin(claim, "killed-worker").code == "send"
     assert h.sender.send(batch_id).outcome == "skipped"  # lease still held
     clock.advance(h.outbox.config.send_lease_seconds)
     assert h.sender.send(batch_id).outcome == "dead"

@@ -17,10 +17,13 @@ from typing import Any
 from worker.backlog import QueuedContacts
 from worker.buffers import AppendResult, Buffers
 from worker.contacts import Contact, ContactRules, validate_contact
+from worker.eligibility import SEND_NOW, Eligibility, Expire, Hold, Schedule, Verdict
 from worker.errors import ContactError
+from worker.holds import RELEASE_CHUNK, Holds
 from worker.metrics import Metrics
 from worker.outbox import Outbox
 from worker.rejects import Rejects
+from worker.scripting import redis_now
 
 log = logging.getLogger("levers.aggregator")
 
@@ -34,13 +37,16 @@ class Aggregator:
         queued: QueuedContacts,
         metrics: Metrics,
         rules: ContactRules | None = None,
+        eligibility: Eligibility | None = None,
     ) -> None:
+        """Without `eligibility` every contact is sent on (no calling policy)."""
         self.buffers = buffers
         self.outbox = outbox
         self.rejects = rejects
         self.queued = queued
         self.metrics = metrics
         self.rules = rules or ContactRules()
+        self.eligibility = eligibility
 
     def handle(self, payload: Any, message_id: str) -> list[AppendResult | None]:
         """Validate and append the contact a message carries, or each of a chunk of them.
@@ -53,17 +59,27 @@ class Aggregator:
             items = [(item, f"{message_id}:{i}") for i, item in enumerate(payload)]
         else:
             items = [(payload, message_id)]
-        valid: list[tuple[Contact, str]] = []
+        valid: list[tuple[Contact, str, Verdict]] = []
         positions: list[int] = []
         results: list[AppendResult | None] = [None] * len(items)
+        now = (
+            None if self.eligibility is None else redis_now(self.buffers.client, self.buffers.clock)
+        )
         for position, (item, contact_id) in enumerate(items):
             contact = self._validate(item, contact_id)
             if contact is not None:
-                valid.append((contact, contact_id))
+                valid.append((contact, contact_id, self._verdict(contact, now)))
                 positions.append(position)
-        for position, result in zip(positions, self.buffers.append_many(valid), strict=True):
+        for position, result, (_, _, verdict) in zip(
+            positions, self.buffers.append_many(valid), valid, strict=True
+        ):
             results[position] = result
             self.metrics.contacts.labels(result.status).inc()
+            if result.status in ("appended", "merged"):
+                if isinstance(verdict, Hold):
+                    self.metrics.held.labels(verdict.reason).inc()
+                elif isinstance(verdict, Expire):
+                    self.metrics.expired.inc()
             if result.batch_id is not None:
                 self.metrics.batches_cut.labels("size").inc()
                 self.metrics.batch_size.observe(result.cut_size)
@@ -72,6 +88,13 @@ class Aggregator:
         # leaves the message counted as queued, and dramatiq delivers it again.
         self.queued.settle(message_id)
         return results
+
+    def _verdict(self, contact: Contact, now: float | None) -> Verdict:
+        if self.eligibility is None or now is None:
+            return SEND_NOW
+        return self.eligibility.verdict(
+            contact.number, contact.template_id, Schedule.of(contact), now
+        )
 
     def _validate(self, payload: Any, contact_id: str) -> Contact | None:
         try:
@@ -100,6 +123,7 @@ class Flusher:
         buffers: Buffers,
         outbox: Outbox,
         metrics: Metrics,
+        holds: Holds | None = None,
         *,
         poll_seconds: float = 0.05,
         housekeeping_every_seconds: float = 10.0,
@@ -110,6 +134,7 @@ class Flusher:
         self.buffers = buffers
         self.outbox = outbox
         self.metrics = metrics
+        self.holds = holds
         self.poll_seconds = poll_seconds
         self.housekeeping_every_seconds = housekeeping_every_seconds
         self.housekeeping = housekeeping
@@ -146,14 +171,41 @@ class Flusher:
             return len(sent), 0.0
         return len(sent), None if due.next_due is None else due.next_due - due.now
 
+    def release_due(self, max_calls: int = 20) -> tuple[int, float | None]:
+        """Release held contacts whose time has come (up to `max_calls` bounded script calls
+        per pass, so cutting and reaping stay prompt); returns how many, and the seconds until
+        the next release."""
+        if self.holds is None:
+            return 0, None
+        released, calls = 0, 0
+        due = self.holds.due()
+        for key in due.members:
+            while calls < max_calls:
+                calls += 1
+                result = self.holds.release_due(key)
+                released += result.released
+                if result.expired:
+                    self.metrics.expired.inc(result.expired)
+                for batch_id in result.batch_ids:
+                    self.metrics.batches_cut.labels("size").inc()
+                    self.outbox.queue(batch_id)
+                if result.released + result.expired < RELEASE_CHUNK:
+                    break
+        if released:
+            self.metrics.released.inc(released)
+        if due.members:
+            return released, 0.0
+        return released, None if due.next_due is None else due.next_due - due.now
+
     def run_once(self) -> float:
         """One pass; returns how long the loop may wait before the next one."""
+        _, release_in = self.release_due()
         _, cut_in = self.cut_due()
         _, reap_in = self.reap()
         if self.housekeeping is not None and time.monotonic() >= self._next_housekeeping:
             self._next_housekeeping = time.monotonic() + self.housekeeping_every_seconds
             self.housekeeping()
-        waits = [w for w in (cut_in, reap_in) if w is not None]
+        waits = [w for w in (release_in, cut_in, reap_in) if w is not None]
         return min([self.poll_seconds, *(max(0.005, w) for w in waits)])
 
     def _loop(self) -> None:

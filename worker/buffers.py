@@ -18,6 +18,7 @@ from typing import Any, Literal
 import redis
 
 from worker.contacts import Contact
+from worker.eligibility import SEND_NOW, Expire, Hold, Schedule, Send, Verdict
 from worker.keys import Keys
 from worker.scripting import Clock, as_text, load_script, redis_now, time_arg
 
@@ -84,16 +85,20 @@ class Buffers:
         self.config = config
         self.clock = clock
         # An append grows memory: refused at maxmemory (noeviction), and retried by dramatiq.
-        self._append = load_script(client, "append", "states", "cut", flags=None)
+        self._append = load_script(client, "append", "states", "entries", "cut", flags=None)
         # A cut only moves contacts on towards being sent, which frees them.
-        self._cut_due = load_script(client, "cut_due", "states", "cut")
+        self._cut_due = load_script(client, "cut_due", "states", "entries", "cut")
         self._due = load_script(client, "due", flags="no-writes")
 
-    def append(self, contact: Contact, contact_id: str) -> AppendResult:
-        """Add a validated contact; `contact_id` is stable across dramatiq redeliveries."""
-        return self.append_many([(contact, contact_id)])[0]
+    def append(
+        self, contact: Contact, contact_id: str, verdict: Verdict = SEND_NOW
+    ) -> AppendResult:
+        """Add a validated contact; `contact_id` is stable across dramatiq redeliveries.
+        `verdict` is the calling policy's (worker.eligibility): send it on, hold it, or
+        dead-letter it as expired."""
+        return self.append_many([(contact, contact_id, verdict)])[0]
 
-    def append_many(self, contacts: Sequence[tuple[Contact, str]]) -> list[AppendResult]:
+    def append_many(self, contacts: Sequence[tuple[Contact, str, Verdict]]) -> list[AppendResult]:
         """Add validated contacts in one round trip (one append.lua call each, pipelined).
 
         Each call is atomic on its own; if the round trip fails halfway, a redelivery of the
@@ -101,8 +106,8 @@ class Buffers:
         """
         pipe = self.client.pipeline(transaction=False)
         batch_ids = []
-        for contact, contact_id in contacts:
-            keys, args, batch_id = self._append_call(contact, contact_id)
+        for contact, contact_id, verdict in contacts:
+            keys, args, batch_id = self._append_call(contact, contact_id, verdict)
             self._append(keys=keys, args=args, client=pipe)
             batch_ids.append(batch_id)
         results = []
@@ -112,7 +117,9 @@ class Buffers:
             results.append(AppendResult(name, batch_id if cut else None, cut))
         return results
 
-    def _append_call(self, contact: Contact, contact_id: str) -> tuple[list[str], list[Any], str]:
+    def _append_call(
+        self, contact: Contact, contact_id: str, verdict: Verdict
+    ) -> tuple[list[str], list[Any], str]:
         key = contact.batch_key
         token = f"k:{contact.dedupe_key}" if contact.dedupe_key else f"n:{contact.number}"
         batch_id = new_batch_id()
@@ -128,7 +135,14 @@ class Buffers:
             self.keys.inflight,
             self.keys.ready(key),
             self.keys.ready_keys,
+            self.keys.held(key),
+            self.keys.release(key),
+            self.keys.releases,
+            self.keys.held_since,
+            self.keys.dead,
+            self.keys.dead_index,
         ]
+        schedule = Schedule.of(contact)
         args = [
             time_arg(self.clock),
             key,
@@ -141,6 +155,9 @@ class Buffers:
             self.config.message_marker_seconds,
             batch_id,
             int(self.config.outbox_grace_seconds * 1000),
+            *_placement(verdict),
+            schedule.expire_ms or 0,
+            schedule.to_json(),
         ]
         return keys, args, batch_id
 
@@ -196,3 +213,13 @@ class Buffers:
                 age = max(0.0, now - float(oldest[0][1]) / 1000)
                 result.append(KeyStatus(key, int(count), age))
         return result
+
+
+def _placement(verdict: Verdict) -> tuple[str, int, str]:
+    """append.lua's ARGV[12..14]: where the contact goes, its release time and hold reason."""
+    if isinstance(verdict, Send):
+        return "send", 0, ""
+    if isinstance(verdict, Hold):
+        return "hold", verdict.release_ms, verdict.reason
+    assert isinstance(verdict, Expire)
+    return "expire", 0, ""

@@ -179,6 +179,9 @@ def worker_main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    from worker.policy import policy_or_exit
+
+    policy_or_exit(settings)  # a bad policy file stops start-up here, not in every process
     logs.configure(settings.log_level, settings.log_format)
     prepare_metrics_dir(settings.metrics_port)
     threads = max(1, args.threads)

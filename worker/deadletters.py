@@ -32,6 +32,7 @@ UNKNOWN_OUTCOME = "unknown_outcome"
 RETRIES_EXHAUSTED = "retries_exhausted"
 REJECTED_BY_LEVERS = "rejected_by_levers"
 INVALID_CONTACT = "invalid_contact"
+EXPIRED = "expired"  # its expire_at came before it could be called
 
 
 def letter(

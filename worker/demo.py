@@ -86,6 +86,9 @@ def run(ingest: bool = False) -> int:
         "LEVERS_BASE_URL": sandbox.url,
         "LEVERS_CLIENT_ID": DEMO_ID,
         "LEVERS_CLIENT_SECRET": DEMO_SECRET,
+        # The sample numbers are called whatever the hour here; a contact with a not_before
+        # shows a hold instead (see docs/calling-hours.md for the policy in production).
+        "LEVERS_DEFAULT_WINDOW": "always",
         "LEVERS_METRICS_PORT": str(free_port()),
         "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix="levers-demo-metrics-"),
     }

@@ -26,6 +26,28 @@ class Keys:
         """Sorted set E.164 -> append time (ms): arrival order of the pending hash."""
         return f"{self.namespace}:order:{batch_key}"
 
+    def held(self, batch_key: str) -> str:
+        """Hash E.164 -> held entry (see lua/entries.lua): contacts of one batch key waiting
+        for their calling window, their not_before, or an operator."""
+        return f"{self.namespace}:held:{batch_key}"
+
+    def release(self, batch_key: str) -> str:
+        """Sorted set E.164 -> when (ms) a held contact is looked at again: its release time,
+        or its expire_at when that comes first."""
+        return f"{self.namespace}:release:{batch_key}"
+
+    @property
+    def releases(self) -> str:
+        """Sorted set batch key -> the earliest release time (ms) of its held contacts, so any
+        worker's flusher finds what is due without scanning every key."""
+        return f"{self.namespace}:releases"
+
+    @property
+    def held_since(self) -> str:
+        """Sorted set "batch_key number" -> when (ms) it was held: the oldest hold, and the
+        order operators list holds in."""
+        return f"{self.namespace}:held:since"
+
     @property
     def deadlines(self) -> str:
         """Sorted set batch key -> time (ms) its oldest pending contact is due to be cut.

@@ -87,6 +87,29 @@ class Metrics:
         self.token_refreshes = Counter(
             "levers_token_refreshes", "JWTs obtained from the auth endpoint.", registry=r
         )
+        self.released = Counter(
+            "levers_contacts_released",
+            "Held contacts released into an open batch when their time came.",
+            registry=r,
+        )
+        self.held = Counter(
+            "levers_contacts_held",
+            "Contacts held when accepted, by reason (window_closed, not_before, "
+            "unknown_time_zone, no_window_for_country).",
+            ["reason"],
+            registry=r,
+        )
+        self.held_at_send = Counter(
+            "levers_contacts_held_at_send",
+            "Contacts taken out of a batch right before its request because their window "
+            "had closed (back on hold).",
+            registry=r,
+        )
+        self.expired = Counter(
+            "levers_contacts_expired",
+            "Contacts dead-lettered as expired: their expire_at came before they could be called.",
+            registry=r,
+        )
         self.send_errors = Counter(
             "levers_send_errors",
             "Send attempts that failed inside the worker (Redis unavailable, a bug); the batch "

@@ -19,7 +19,7 @@ the batch's own record, with its dead letters and child batches, atomically.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import dramatiq
@@ -27,12 +27,15 @@ import redis
 
 from worker.broker import send_message
 from worker.buffers import Due, new_batch_id, read_due
-from worker.deadletters import letter
+from worker.deadletters import EXPIRED, letter
+from worker.eligibility import Expire, Hold, Schedule, Send, Verdict
 from worker.keys import Keys
 from worker.scripting import Clock, as_text, compact, load_script, time_arg
 
 Entry = tuple[str, dict[str, Any]]  # (contact id, the contact as Levers takes it)
-Verdict = Literal["claimed", "unknown", "busy", "sent", "dead", "split", "missing", "idle"]
+PickVerdict = Literal[
+    "claimed", "unknown", "busy", "sent", "dead", "split", "held", "missing", "idle"
+]
 IN_FLIGHT_STATES = ("cut", "queued", "claimed", "sending")
 
 
@@ -48,7 +51,7 @@ class OutboxConfig:
 
 @dataclass(frozen=True)
 class Claim:
-    verdict: Verdict
+    verdict: PickVerdict
     batch_id: str = ""
     batch_key: str = ""
     contacts: tuple[Entry, ...] = ()
@@ -56,6 +59,18 @@ class Claim:
     first_attempt_at: float = 0.0  # seconds, the shared clock
     elapsed: float = 0.0  # seconds since the first attempt, by the shared clock
     appended_at: tuple[float, ...] = ()  # seconds each contact was appended (shared clock)
+    schedules: tuple[Schedule, ...] = ()
+    stored: tuple[Any, ...] = ()  # each contact as the record stores it
+
+    def keep(self, indexes: list[int]) -> Claim:
+        """The same claim with only these contacts (the rest were taken out at begin)."""
+        return replace(
+            self,
+            contacts=tuple(self.contacts[i] for i in indexes),
+            appended_at=tuple(self.appended_at[i] for i in indexes),
+            schedules=tuple(self.schedules[i] for i in indexes),
+            stored=tuple(self.stored[i] for i in indexes),
+        )
 
 
 # -- outcomes of one attempt ------------------------------------------------------------------
@@ -98,6 +113,18 @@ Outcome = Sent | Retry | Dead | Split
 
 
 @dataclass(frozen=True)
+class Begun:
+    """What `begin` made of a claim: `code` is send (go: `claim` holds what to send), empty
+    (every contact was held or expired), lost (the lease), or stale (decide again)."""
+
+    code: Literal["send", "empty", "lost", "stale"]
+    now: float  # seconds, the shared clock
+    claim: Claim
+    held: int = 0
+    expired: int = 0
+
+
+@dataclass(frozen=True)
 class InFlight:
     batches: dict[str, int]
     contacts: dict[str, int]
@@ -119,7 +146,7 @@ class Outbox:
         self.clock = clock
         self._queued = load_script(client, "queued", "states")
         self._pick = load_script(client, "pick", "states", "lease")
-        self._begin = load_script(client, "begin", "states")
+        self._begin = load_script(client, "begin", "states", "entries")
         self._finish = load_script(client, "finish", "states")
         self._reap = load_script(client, "reap", "states")
         self._due = load_script(client, "due", flags="no-writes")
@@ -203,7 +230,7 @@ class Outbox:
                 self.keys.prefix,
             ],
         )
-        name: Verdict = as_text(verdict)  # type: ignore[assignment]
+        name: PickVerdict = as_text(verdict)  # type: ignore[assignment]
         if name not in ("claimed", "unknown"):
             return Claim(name, batch_id=as_text(batch_id) or hint)
         stored = json.loads(contacts)
@@ -216,22 +243,84 @@ class Outbox:
             attempts=int(attempts),
             first_attempt_at=first,
             elapsed=max(0.0, int(now_ms) / 1000 - first),
-            appended_at=tuple(item[2] / 1000 for item in stored if len(item) > 2),
+            appended_at=tuple(item[2] / 1000 for item in stored),
+            schedules=tuple(
+                Schedule.from_json(item[3] if len(item) > 3 else None) for item in stored
+            ),
+            stored=tuple(stored),
         )
 
-    def begin(self, claim: Claim, owner: str) -> float | None:
-        """Mark the claimed batch `sending` just before its request. Returns the shared
-        clock's time (seconds), or None when the lease was lost: then do not send."""
-        now_ms = self._begin(
-            keys=[self.keys.batch(claim.batch_id), self.keys.inflight, self.keys.gauges],
+    def begin(
+        self,
+        claim: Claim,
+        owner: str,
+        verdicts: list[Verdict] | None = None,
+        decided_at: float = 0.0,
+    ) -> Begun:
+        """Mark the claimed batch `sending` just before its request, taking out the contacts
+        whose verdict (one per contact, decided at `decided_at` by the shared clock) is not
+        Send: back on hold, or dead-lettered as expired, in the same step."""
+        verdicts = verdicts or [Send()] * len(claim.contacts)
+        kept = [i for i, v in enumerate(verdicts) if isinstance(v, Send)]
+        removed: list[Any] = []
+        for i, verdict in enumerate(verdicts):
+            number = claim.contacts[i][1]["numberToCall"]
+            if isinstance(verdict, Hold):
+                removed += ["h", number, verdict.release_ms, self._held(claim, i, verdict)]
+            elif isinstance(verdict, Expire):
+                dl_id, record = letter(claim, i, EXPIRED, None, verdict.detail)
+                removed += ["x", number, dl_id, compact(record)]
+        closes = [v.until_ms for v in verdicts if isinstance(v, Send) and v.until_ms]
+        key = claim.batch_key
+        code, now_ms = self._begin(
+            keys=[
+                self.keys.batch(claim.batch_id),
+                self.keys.inflight,
+                self.keys.gauges,
+                self.keys.stats,
+                self.keys.held(key),
+                self.keys.release(key),
+                self.keys.releases,
+                self.keys.held_since,
+                self.keys.dead,
+                self.keys.dead_index,
+                self.keys.pending(key),
+            ],
             args=[
                 time_arg(self.clock),
                 claim.batch_id,
                 owner,
                 int(self.config.send_lease_seconds * 1000),
+                int(decided_at * 1000),
+                self.keys.prefix,
+                self.config.batch_retention_seconds,
+                compact([claim.stored[i] for i in kept]) if removed else "",
+                len(kept),
+                len(removed) // 4,
+                *removed,
+                *closes,
             ],
         )
-        return int(now_ms) / 1000 if int(now_ms) else None
+        now = int(now_ms) / 1000
+        names = {1: "send", 2: "empty", 0: "lost", -1: "stale"}
+        held = sum(1 for v in verdicts if isinstance(v, Hold))
+        expired = sum(1 for v in verdicts if isinstance(v, Expire))
+        return Begun(names[int(code)], now, claim.keep(kept), held, expired)  # type: ignore[arg-type]
+
+    def _held(self, claim: Claim, index: int, verdict: Hold) -> str:
+        """The held entry (entries.lua's layout) of a contact going back on hold."""
+        contact_id, entry = claim.contacts[index]
+        schedule = claim.schedules[index]
+        return "\n".join(
+            [
+                json.dumps(contact_id),
+                compact(entry),
+                "0",  # since: begin.lua's now
+                schedule.to_json(),
+                verdict.reason,
+                str(schedule.expire_ms or 0),
+            ]
+        )
 
     def finish(self, claim: Claim, owner: str, outcome: Outcome) -> list[str] | None:
         """Record an attempt's outcome on the batch's own record. `owner=""` finishes a batch
@@ -285,7 +374,7 @@ class Outbox:
 
     def _split_parts(
         self, claim: Claim, outcome: Outcome
-    ) -> tuple[list[list[Entry]], list[tuple[str, dict[str, Any]]]]:
+    ) -> tuple[list[list[Any]], list[tuple[str, dict[str, Any]]]]:
         """The child batches and dead letters an outcome makes."""
         if isinstance(outcome, Dead):
             indexes = range(len(claim.contacts))
@@ -293,7 +382,7 @@ class Outbox:
                 letter(claim, i, outcome.reason, outcome.status, outcome.detail) for i in indexes
             ]
         if isinstance(outcome, Split):
-            children = [[claim.contacts[i] for i in part] for part in outcome.parts if part]
+            children = [[claim.stored[i] for i in part] for part in outcome.parts if part]
             letters = [
                 letter(claim, i, outcome.reason, outcome.status, message)
                 for i, message in sorted(outcome.refused.items())

@@ -16,10 +16,13 @@ from worker.aggregator import Aggregator, Flusher
 from worker.backlog import QueuedContacts
 from worker.buffers import BufferConfig, Buffers
 from worker.deadletters import DeadLetters
+from worker.eligibility import Eligibility
+from worker.holds import Holds
 from worker.keys import Keys
 from worker.levers import LeversClient, Timeouts
 from worker.metrics import Metrics
 from worker.outbox import Outbox, OutboxConfig
+from worker.policy import CallingPolicy, policy_from_settings
 from worker.ratelimit import Limits, Pacer, Slots
 from worker.rejects import Rejects
 from worker.scripting import Clock
@@ -92,10 +95,15 @@ class Runtime:
         *,
         client: LeversClient | None = None,
         clock: Clock | None = None,
+        policy: CallingPolicy | None = None,
     ) -> Runtime:
+        """`policy` defaults to the one the settings name (LEVERS_POLICY_FILE or
+        LEVERS_DEFAULT_WINDOW); a bad policy file raises PolicyError."""
         redis_client: redis.Redis = broker.client
         keys = Keys(settings.namespace)
+        eligibility = Eligibility(policy or policy_from_settings(settings))
         buffers = Buffers(redis_client, keys, buffer_config(settings), clock)
+        holds = Holds(redis_client, keys, buffer_config(settings), clock)
         outbox = Outbox(redis_client, keys, outbox_config(settings), broker, clock)
         dead = DeadLetters(redis_client, keys, clock)
         levers = client or LeversClient(
@@ -120,6 +128,7 @@ class Runtime:
                 clock=clock,
             ),
             resend_unknown=settings.resend_unknown,
+            eligibility=eligibility,
         )
         aggregator = Aggregator(
             buffers,
@@ -128,11 +137,13 @@ class Runtime:
             QueuedContacts(redis_client, keys),
             metrics,
             settings.contact_rules,
+            eligibility,
         )
         flusher = Flusher(
             buffers,
             outbox,
             metrics,
+            holds,
             housekeeping=lambda: dead.expire(settings.dead_letter_retention_seconds),
         )
         return cls(settings, broker, buffers, outbox, aggregator, sender, flusher, metrics)

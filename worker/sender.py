@@ -45,11 +45,13 @@ from worker.deadletters import (
     RETRIES_EXHAUSTED,
     UNKNOWN_OUTCOME,
 )
+from worker.eligibility import Eligibility, Verdict
 from worker.errors import LeversAuthError, LeversTransportError
 from worker.levers import LeversClient, bulk_body
 from worker.metrics import Metrics, status_class
-from worker.outbox import Claim, Dead, Outbox, Outcome, Retry, Sent, Split
+from worker.outbox import Begun, Claim, Dead, Outbox, Outcome, Retry, Sent, Split
 from worker.ratelimit import Pacer, Slots
+from worker.scripting import redis_now
 
 log = logging.getLogger("levers.sender")
 
@@ -97,7 +99,9 @@ class Sender:
         slots: Slots | None = None,
         resend_unknown: bool = False,
         rng: random.Random | None = None,
+        eligibility: Eligibility | None = None,
     ) -> None:
+        """Without `eligibility` no contact is held back at send time (no calling policy)."""
         self.outbox = outbox
         self.pacer = pacer
         self.client = client
@@ -106,6 +110,7 @@ class Sender:
         self.slots = slots
         self.resend_unknown = resend_unknown
         self.rng = rng or random.Random()
+        self.eligibility = eligibility
 
     def send(self, hint: str) -> SendResult:
         """Use one send token: the batch sent is chosen round robin across batch keys (see
@@ -131,10 +136,7 @@ class Sender:
             waited = self.pacer.acquire(len(claim.contacts))
             if self.slots is not None:
                 waited += self.slots.acquire(owner)
-            began = self.outbox.begin(claim, owner)
-            if began is None:
-                self._release(owner)
-                return SendResult("skipped", claim.batch_id, "lease lost before sending")
+            begun = self._begin(claim, owner)
         except Exception as exc:
             # Nothing was sent: hand the batch back so the next attempt need not wait for the
             # lease to run out. The batch's record decides when that is; this token is spent.
@@ -145,6 +147,21 @@ class Sender:
                     claim, owner, Retry(1.0, None, repr(exc), throttled=True, cause="error")
                 )
             raise
+        if begun.held:
+            self.metrics.held_at_send.inc(begun.held)
+        if begun.expired:
+            self.metrics.expired.inc(begun.expired)
+        if begun.code != "send":
+            self._release(owner)
+            what = "lease lost before sending" if begun.code == "lost" else "every contact held"
+            return SendResult("skipped", claim.batch_id, what)
+        if len(begun.claim.contacts) < len(claim.contacts):
+            # Some went back on hold (or expired) at the last look: send the others only.
+            claim = begun.claim
+            request = self.client.bulk_request(
+                bulk_body(correlate(claim), template_id, update_existing)
+            )
+        began = begun.now
 
         response = None
         started = time.monotonic()
@@ -212,6 +229,23 @@ class Sender:
             return Dead(RETRIES_EXHAUSTED, status, detail)
         delay = self.policy.backoff(claim.attempts, retry_after, self.rng)
         return Retry(delay, status, detail, throttled, cause or str(status))
+
+    def _begin(self, claim: Claim, owner: str) -> Begun:
+        """Decide every contact again at this moment (the shared clock) and mark the batch
+        `sending` with what may go; a window closing between the two means deciding again."""
+        for _ in range(5):
+            now = redis_now(self.outbox.client, self.outbox.clock)
+            verdicts: list[Verdict] | None = None
+            if self.eligibility is not None:
+                template_id, _ = parse_batch_key(claim.batch_key)
+                verdicts = [
+                    self.eligibility.verdict(entry["numberToCall"], template_id, schedule, now)
+                    for (_, entry), schedule in zip(claim.contacts, claim.schedules, strict=True)
+                ]
+            begun = self.outbox.begin(claim, owner, verdicts, now)
+            if begun.code != "stale":
+                return begun
+        raise RuntimeError("windows kept closing while the batch was being marked sending")
 
     def _release(self, owner: str) -> None:
         if self.slots is not None:

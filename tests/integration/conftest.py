@@ -46,6 +46,9 @@ def worker_env(
             "LEVERS_BATCH_MAX_SIZE": "100",
             "LEVERS_BATCH_MAX_WAIT_SECONDS": "1",
             "LEVERS_MAX_REQUESTS_PER_SECOND": "200",
+            # Calling hours are tested on their own (with fixed clocks): here every contact
+            # may be called whatever the time of day the suite runs at.
+            "LEVERS_DEFAULT_WINDOW": "always",
             "LEVERS_METRICS_PORT": str(free_port()),
             "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
         }

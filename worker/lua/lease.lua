@@ -3,6 +3,7 @@
 -- try_claim(record, inflight, gauges, batch_id, now_ms, lease_ms, owner, resend_unknown)
 --
 -- States: cut -> queued -> claimed -> sending -> sent | dead | split
+--                           claimed -> held (begin.lua took every contact out)
 -- `claimed` means an attempt owns the batch but has not started its request (it may be waiting
 -- for the pacer); `sending` (set by begin.lua right before the request) means the request may
 -- have reached Levers. Only a lease that runs out in `sending` is an unknown outcome.
@@ -11,7 +12,7 @@
 --   claimed  the caller owns the batch until now + lease_ms and must finish it
 --   unknown  a previous attempt died in `sending`: not claimed (unless resend_unknown = '1')
 --   busy     another live attempt holds the lease
---   sent | dead | split | missing   nothing to do
+--   sent | dead | split | held | missing   nothing to do
 local function try_claim(record, inflight, gauges, batch_id, now_ms, lease_ms, owner,
                          resend_unknown)
   local state = redis.call('HGET', record, 'state')
@@ -19,7 +20,7 @@ local function try_claim(record, inflight, gauges, batch_id, now_ms, lease_ms, o
     redis.call('ZREM', inflight, batch_id)
     return {'missing', '', '', 0, 0, now_ms}
   end
-  if state == 'sent' or state == 'dead' or state == 'split' then
+  if state == 'sent' or state == 'dead' or state == 'split' or state == 'held' then
     return {state, '', '', 0, 0, now_ms}
   end
   local f = redis.call('HMGET', record, 'key', 'contacts', 'attempts', 'lease_until',

@@ -17,7 +17,8 @@ if not due or tonumber(due) > now_ms then
 end
 local f = redis.call('HMGET', KEYS[1], 'state', 'key')
 local state = f[1]
-if not state or state == 'sent' or state == 'dead' or state == 'split' then
+if not state or state == 'sent' or state == 'dead' or state == 'split' or
+   state == 'held' then
   redis.call('ZREM', KEYS[2], ARGV[2])
   return 'skip'
 end

@@ -1,0 +1,237 @@
+"""Held contacts: accepted, not yet callable, waiting in Redis with a reason and a release time.
+
+A contact is held when its calling window is closed in one of its time zones, its not_before
+has not come, its time zone is unknown, or its country has no window (worker/eligibility.py
+decides; append.lua and begin.lua put it here). Entries live per batch key, beside the pending
+buffer (layout in lua/entries.lua): a number has one entry in pending or held, never both.
+
+Every worker's flusher releases what is due (`release_due`, one bounded script call at a time,
+so appends are never blocked for long): into the open batch, cutting full batches on the way,
+or into the dead letters as `expired` when its expire_at came first. Operators list, release
+and expire holds (`levers-admin holds`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import redis
+
+from worker.buffers import BufferConfig, Due, new_batch_id, read_due
+from worker.eligibility import Schedule
+from worker.keys import Keys
+from worker.policy import HOLD_REASONS
+from worker.scripting import Clock, as_text, load_script, redis_now, time_arg
+
+NEVER_MS = 2**52  # entries.lua's NEVER: no known release time
+# Contacts released per script call: bounded so appends interleave with a large release.
+RELEASE_CHUNK = 1000
+
+
+@dataclass(frozen=True)
+class Released:
+    released: int
+    expired: int
+    batch_ids: list[str]  # batches cut on the way (full ones)
+
+
+@dataclass(frozen=True)
+class HeldContact:
+    batch_key: str
+    number: str
+    contact_id: str
+    contact: dict[str, Any]
+    since: float  # seconds, the shared clock
+    reason: str
+    release_at: float | None  # seconds; None: no known release time
+    schedule: Schedule
+
+
+@dataclass(frozen=True)
+class KeyHolds:
+    batch_key: str
+    held: int
+    next_release: float | None  # seconds, the shared clock; None: none known
+
+
+class Holds:
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        config: BufferConfig,
+        clock: Clock | None = None,
+    ) -> None:
+        self.client = client
+        self.keys = keys
+        self.config = config
+        self.clock = clock
+        self._release = load_script(client, "release", "states", "entries", "cut")
+        self._action = load_script(client, "hold_action", "states", "entries")
+        self._due = load_script(client, "due", flags="no-writes")
+
+    # -- the flusher -----------------------------------------------------------------------
+
+    def due(self, limit: int = 100) -> Due:
+        """Batch keys with held contacts whose time has come, and the next such time."""
+        return read_due(self._due, self.keys.releases, self.clock, limit)
+
+    def release_due(self, batch_key: str, limit: int = RELEASE_CHUNK) -> Released:
+        """Release (or expire) up to `limit` due contacts of `batch_key`, in one script call."""
+        cuts = limit // self.config.batch_max_size + 2
+        batch_ids = [new_batch_id() for _ in range(cuts)]
+        reply = self._release(
+            keys=[
+                self.keys.held(batch_key),
+                self.keys.release(batch_key),
+                self.keys.releases,
+                self.keys.held_since,
+                self.keys.pending(batch_key),
+                self.keys.order(batch_key),
+                self.keys.deadlines,
+                self.keys.stats,
+                self.keys.gauges,
+                self.keys.dead,
+                self.keys.dead_index,
+                self.keys.inflight,
+                self.keys.ready(batch_key),
+                self.keys.ready_keys,
+                *(self.keys.batch(b) for b in batch_ids),
+            ],
+            args=[
+                time_arg(self.clock),
+                batch_key,
+                limit,
+                self.config.batch_max_size,
+                int(self.config.batch_max_wait_seconds * 1000),
+                int(self.config.outbox_grace_seconds * 1000),
+                *batch_ids,
+            ],
+        )
+        released, expired, *cut = reply
+        return Released(int(released), int(expired), [as_text(b) for b in cut])
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def counts(self) -> dict[str, int]:
+        """Held contacts by reason (every reason, zeros included)."""
+        raw = self.client.hmget(self.keys.gauges, [f"held:{r}" for r in HOLD_REASONS])
+        return {r: max(0, int(v or 0)) for r, v in zip(HOLD_REASONS, raw, strict=True)}
+
+    def oldest_age(self) -> float | None:
+        """Seconds the oldest hold has waited, or None when nothing is held."""
+        first = self.client.zrange(self.keys.held_since, 0, 0, withscores=True)
+        if not first:
+            return None
+        return max(0.0, redis_now(self.client, self.clock) - float(first[0][1]) / 1000)
+
+    def per_key(self) -> list[KeyHolds]:
+        """Held contacts and the next release time per batch key."""
+        entries = _scored(self.client.zrange(self.keys.releases, 0, -1, withscores=True))
+        keys = [as_text(k) for k, _ in entries]
+        pipe = self.client.pipeline(transaction=False)
+        for key in keys:
+            pipe.hlen(self.keys.held(key))
+        counts = pipe.execute()
+        return [
+            KeyHolds(key, int(count), None if score >= NEVER_MS else score / 1000)
+            for key, (_, score), count in zip(keys, entries, counts, strict=True)
+            if count
+        ]
+
+    def entries(
+        self,
+        *,
+        batch_key: str | None = None,
+        reason: str | None = None,
+        contact_ids: frozenset[str] = frozenset(),
+        limit: int | None = None,
+    ) -> Iterator[HeldContact]:
+        """Held contacts, oldest hold first, filtered (an operator's view: it reads them all)."""
+        found, start = 0, 0
+        while limit is None or found < limit:
+            members = _scored(
+                self.client.zrange(self.keys.held_since, start, start + 499, withscores=True)
+            )
+            if not members:
+                return
+            start += len(members)
+            pipe = self.client.pipeline(transaction=False)
+            pairs: list[tuple[str, str, float]] = []
+            for member, since in members:
+                key, _, number = as_text(member).rpartition(" ")
+                pairs.append((key, number, float(since)))
+                pipe.hget(self.keys.held(key), number)
+                pipe.zscore(self.keys.release(key), number)
+            replies = pipe.execute()
+            for (key, number, since), value, score in zip(
+                pairs, replies[::2], replies[1::2], strict=True
+            ):
+                if value is None or (batch_key and key != batch_key):
+                    continue
+                held = _parse(key, number, as_text(value), since, score)
+                if reason and held.reason != reason:
+                    continue
+                if contact_ids and held.contact_id not in contact_ids:
+                    continue
+                yield held
+                found += 1
+                if limit is not None and found >= limit:
+                    return
+
+    # -- operators -------------------------------------------------------------------------
+
+    def act(
+        self,
+        held: HeldContact,
+        action: Literal["release", "expire"],
+        *,
+        time_zone: str | None = None,
+        note: str = "",
+    ) -> bool:
+        """Release (due now) or expire one held contact; False if it is no longer held as seen."""
+        done = self._action(
+            keys=[
+                self.keys.held(held.batch_key),
+                self.keys.release(held.batch_key),
+                self.keys.releases,
+                self.keys.held_since,
+                self.keys.gauges,
+                self.keys.stats,
+                self.keys.dead,
+                self.keys.dead_index,
+            ],
+            args=[
+                time_arg(self.clock),
+                held.batch_key,
+                held.number,
+                action,
+                held.contact_id,
+                time_zone or "",
+                note,
+            ],
+        )
+        return bool(done)
+
+
+def _scored(reply: Any) -> list[tuple[Any, float]]:
+    """A ZRANGE WITHSCORES reply, typed."""
+    return [(member, float(score)) for member, score in reply]
+
+
+def _parse(batch_key: str, number: str, value: str, since: float, score: Any) -> HeldContact:
+    contact_id, entry, _, schedule, reason, _ = value.split("\n")
+    release = None if score is None or float(score) >= NEVER_MS else float(score) / 1000
+    return HeldContact(
+        batch_key=batch_key,
+        number=number,
+        contact_id=json.loads(contact_id),
+        contact=json.loads(entry),
+        since=float(since) / 1000,
+        reason=reason,
+        release_at=release,
+        schedule=Schedule.from_json(json.loads(schedule) if schedule else None),
+    )

@@ -1,0 +1,49 @@
+-- release.lua: move the held contacts of one batch key whose time has come into its open
+-- batch (cutting full batches as it goes), or to the dead letters when their expire_at came
+-- first. Bounded per call, so appends of new contacts are never blocked for long.
+--
+-- KEYS[1] held hash  KEYS[2] release zset  KEYS[3] releases zset  KEYS[4] since zset
+-- KEYS[5] pending hash  KEYS[6] order zset  KEYS[7] deadlines zset  KEYS[8] stats hash
+-- KEYS[9] gauges hash  KEYS[10] dead letters hash  KEYS[11] dead letter index zset
+-- KEYS[12] inflight zset  KEYS[13] ready zset  KEYS[14] ready keys zset
+-- KEYS[15..] batch records for the cuts, one per id in ARGV[7..]
+-- (layout as in entries.lua and append.lua)
+--
+-- ARGV[1] now_ms ('' = Redis TIME)  ARGV[2] batch key  ARGV[3] at most this many contacts
+-- ARGV[4] max_size  ARGV[5] max_wait_ms  ARGV[6] outbox grace ms  ARGV[7..] batch ids
+-- (the caller passes enough: max_size - 1 pending plus ARGV[3] released need at most
+-- ARGV[3] / max_size + 1 cuts)
+--
+-- Returns {released, expired, cut batch ids...}.
+local now_ms = clock_ms(ARGV[1])
+local batch_key = ARGV[2]
+local max_size = tonumber(ARGV[4])
+local max_wait_ms = tonumber(ARGV[5])
+local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now_ms, 'LIMIT', 0, tonumber(ARGV[3]))
+local released, expired = 0, 0
+for _, number in ipairs(due) do
+  local parts = remove_held(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[9], batch_key, number)
+  local expire_ms = tonumber(parts[6]) or 0
+  if expire_ms > 0 and expire_ms <= now_ms then
+    expire_letter(KEYS[10], KEYS[11], KEYS[8], KEYS[9], batch_key, parts, now_ms,
+                  'expire_at passed while it was held (' .. parts[5] .. ')')
+    expired = expired + 1
+  else
+    add_pending(KEYS[5], KEYS[6], KEYS[7], KEYS[9], batch_key, number,
+                pending_entry(parts, now_ms), now_ms, max_wait_ms)
+    released = released + 1
+  end
+end
+if released > 0 then
+  redis.call('HINCRBY', KEYS[8], 'contacts_released', released)
+end
+local reply = {released, expired}
+local next_id = 7
+while redis.call('ZCARD', KEYS[6]) >= max_size and ARGV[next_id] do
+  cut(KEYS[5], KEYS[6], KEYS[7], KEYS[15 + next_id - 7], KEYS[12], KEYS[8], KEYS[9], KEYS[13],
+      KEYS[14], batch_key, ARGV[next_id], now_ms, max_size, max_wait_ms, tonumber(ARGV[6]),
+      'size')
+  reply[#reply + 1] = ARGV[next_id]
+  next_id = next_id + 1
+end
+return reply
