@@ -15,6 +15,7 @@ from worker import logs
 from worker.buffers import BufferConfig, Buffers, KeyStatus
 from worker.contacts import Contact
 from worker.exposition import Endpoint, RedisStateCollector, fold_keys
+from worker.holds import Holds
 from worker.keys import Keys
 
 
@@ -89,11 +90,14 @@ def test_collector_reads_shared_state_from_redis(
     clock.advance(1.5)
     redis_client.set(buffers.keys.pause, "1", px=2500)
     registry = CollectorRegistry()
-    registry.register(RedisStateCollector(buffers, 20, 5.0))
+    holds = Holds(redis_client, Keys("o"), BufferConfig(), clock)
+    registry.register(RedisStateCollector(buffers, holds, 20, 5.0))
     scrape = generate_latest(registry).decode()
     assert 'levers_pending_contacts{batch_key="default:0"} 1.0' in scrape
     assert "levers_backlog_contacts 1.0" in scrape
     assert 'levers_contacts_waiting{stage="pending"} 1.0' in scrape
+    assert 'levers_contacts_held_now{reason="window_closed"} 0.0' in scrape
+    assert "levers_held_oldest_age_seconds 0.0" in scrape
     assert 'levers_queue_messages{queue="levers.contacts.XQ"} 0.0' in scrape
     assert 'levers_pending_oldest_age_seconds{batch_key="default:0"} 1.5' in scrape
     assert "levers_rate_limit_paused 1.0" in scrape

@@ -2,6 +2,7 @@
 
     queued     in dramatiq's contacts queue (or its delay queue), not yet aggregated
     pending    in an open batch, waiting to be cut
+    held       waiting for its calling window, its not_before, or an operator (worker.holds)
     in flight  in a cut batch not yet sent or dead (cut, queued, claimed, sending)
 
 Producers count a message's contacts in when they enqueue it (`count_in`, in the same
@@ -28,13 +29,14 @@ from worker.scripting import as_text, load_script
 class Backlog:
     queued: int
     pending: int
+    held: int
     in_flight: dict[str, int]  # contacts per state
     batches: dict[str, int]  # batches per state
     queue_messages: dict[str, int]  # dramatiq's own lists: contacts queue, delay queue, failed
 
     @property
     def total(self) -> int:
-        return self.queued + self.pending + sum(self.in_flight.values())
+        return self.queued + self.pending + self.held + sum(self.in_flight.values())
 
 
 class QueuedContacts:
@@ -70,6 +72,7 @@ def read_backlog(client: redis.Redis, keys: Keys) -> Backlog:
     return Backlog(
         queued=max(0, gauges.get("queued", 0)),
         pending=gauges.get("pending", 0),
+        held=gauges.get("held", 0),
         in_flight={s: gauges.get(f"contacts:{s}", 0) for s in IN_FLIGHT_STATES},
         batches={s: gauges.get(f"batches:{s}", 0) for s in IN_FLIGHT_STATES},
         queue_messages={"queue": ready, "delayed": delayed, "failed": failed},

@@ -51,17 +51,20 @@ def start_endpoint(settings: Settings, supervisor: Supervisor) -> None:
     from worker.buffers import Buffers
     from worker.errors import LeversAuthError
     from worker.exposition import Endpoint, RedisStateCollector
+    from worker.holds import Holds
     from worker.keys import Keys
     from worker.levers import Timeouts, TokenProvider
     from worker.runtime import buffer_config
 
     client = connect(settings)
-    buffers = Buffers(client, Keys(settings.namespace), buffer_config(settings))
+    keys = Keys(settings.namespace)
+    buffers = Buffers(client, keys, buffer_config(settings))
+    holds = Holds(client, keys, buffer_config(settings))
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     registry.register(
         RedisStateCollector(
-            buffers, settings.metrics_max_batch_keys, settings.max_requests_per_second
+            buffers, holds, settings.metrics_max_batch_keys, settings.max_requests_per_second
         )
     )
     tokens = TokenProvider(
@@ -199,13 +202,16 @@ def status_report(settings: Settings) -> dict[str, Any]:
     """Everything `levers-admin status` shows, text or JSON, gathered in one place."""
     from worker.backlog import read_backlog, read_totals
     from worker.buffers import Buffers
+    from worker.holds import Holds
     from worker.keys import Keys
     from worker.runtime import buffer_config
 
     client = connect(settings)
     keys = Keys(settings.namespace)
     buffers = Buffers(client, keys, buffer_config(settings))
+    holds = Holds(client, keys, buffer_config(settings))
     backlog = read_backlog(client, keys)
+    oldest = holds.oldest_age()
     return {
         "namespace": settings.namespace,
         "backlog_contacts": backlog.total,
@@ -219,11 +225,31 @@ def status_report(settings: Settings) -> dict[str, Any]:
             }
             for s in buffers.pending_status()
         ],
+        "held": {
+            "by_reason": holds.counts(),
+            "oldest_age_seconds": None if oldest is None else round(oldest, 3),
+            "by_batch_key": [
+                {
+                    "batch_key": k.batch_key,
+                    "contacts": k.held,
+                    "next_release_utc": _utc(k.next_release),
+                }
+                for k in holds.per_key()
+            ],
+        },
         "batches_in_flight": backlog.batches,
         "contacts_in_flight": backlog.in_flight,
         "totals": read_totals(client, keys),
         "dead_letters": client.zcard(keys.dead_index),
     }
+
+
+def _utc(seconds: float | None) -> str | None:
+    if seconds is None:
+        return None
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def print_status(report: dict[str, Any]) -> None:
@@ -241,6 +267,13 @@ def print_status(report: dict[str, Any]) -> None:
     for row in report["pending"]:
         age = row["oldest_age_seconds"]
         print(f"  {row['batch_key']:<45} {row['contacts']:>7}  oldest {age:.1f}s")
+    held = report["held"]
+    reasons = ", ".join(f"{r}={n}" for r, n in held["by_reason"].items())
+    oldest = held["oldest_age_seconds"]
+    print(f"held contacts: {reasons}" + ("" if oldest is None else f" (oldest {oldest:.0f}s)"))
+    for row in held["by_batch_key"]:
+        opening = row["next_release_utc"] or "none known (an operator or a policy change)"
+        print(f"  {row['batch_key']:<45} {row['contacts']:>7}  next release {opening}")
     batches, contacts = report["batches_in_flight"], report["contacts_in_flight"]
     print(
         "batches in flight: "
@@ -337,10 +370,15 @@ def admin_main(argv: list[str] | None = None) -> int:
     from worker.policy import cli as policy_cli
 
     policy_cli.add_parser(sub)
+    from worker import holds_cli
+
+    holds_cli.add_parser(sub)
     args = parser.parse_args(argv)
     if args.command == "policy":
         return policy_cli.handle(args)
     settings = settings_or_exit()
+    if args.command == "holds":
+        return holds_cli.handle(settings, args)
     if args.command == "dead-letters":
         return dead_letters_command(settings, args)
     report = status_report(settings)

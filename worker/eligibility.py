@@ -29,7 +29,7 @@ class Schedule:
     time_zone: str | None = None
     not_before_ms: int | None = None
     expire_ms: int | None = None
-    operator: bool = False  # released by an operator: its window is not checked again
+    operator: bool = False  # released by an operator: window and not_before not checked again
 
     @classmethod
     def of(cls, contact: Contact) -> Schedule:
@@ -90,7 +90,9 @@ class Eligibility:
         not_before = None if schedule.not_before_ms is None else schedule.not_before_ms / 1000
         expire_at = None if schedule.expire_ms is None else schedule.expire_ms / 1000
         if schedule.operator:
-            decision = decide_window((), now, not_before, expire_at)
+            # Released by an operator: the timing is theirs (window and not_before); its
+            # expire_at still stands.
+            decision = decide_window((), now, None, expire_at)
         else:
             decision = self.policy.decide(
                 number,

@@ -20,6 +20,7 @@ from prometheus_client.metrics_core import Metric
 from worker.backlog import read_backlog
 from worker.broker import BATCHES_QUEUE, CONTACTS_QUEUE
 from worker.buffers import Buffers, KeyStatus
+from worker.holds import Holds
 from worker.keys import Keys
 from worker.outbox import IN_FLIGHT_STATES
 
@@ -47,8 +48,11 @@ class RedisStateCollector:
     Every figure but the per-key ones comes from counters the scripts keep, so a scrape costs
     the same with ten batches in flight or a hundred thousand."""
 
-    def __init__(self, buffers: Buffers, max_batch_keys: int, configured_rate: float) -> None:
+    def __init__(
+        self, buffers: Buffers, holds: Holds, max_batch_keys: int, configured_rate: float
+    ) -> None:
         self.buffers = buffers
+        self.holds = holds
         self.keys: Keys = buffers.keys
         self.max_batch_keys = max_batch_keys
         self.configured_rate = configured_rate
@@ -79,20 +83,37 @@ class RedisStateCollector:
         backlog = read_backlog(client, self.keys)
         yield GaugeMetricFamily(
             "levers_backlog_contacts",
-            "Every contact accepted and not yet sent or dead-lettered (queued + pending + in "
-            "flight): the number to scale workers on. Every replica reports the same value.",
+            "Every contact accepted and not yet sent or dead-lettered (queued + pending + held + "
+            "in flight): the number to scale workers on. Every replica reports the same value.",
             value=backlog.total,
         )
         waiting = GaugeMetricFamily(
             "levers_contacts_waiting",
             "Contacts not yet sent, by stage: queued (in the contacts queue), pending (in an "
-            "open batch), in_flight (in a cut batch).",
+            "open batch), held (waiting for their window, not_before or an operator), "
+            "in_flight (in a cut batch).",
             labels=["stage"],
         )
         waiting.add_metric(["queued"], backlog.queued)
         waiting.add_metric(["pending"], backlog.pending)
+        waiting.add_metric(["held"], backlog.held)
         waiting.add_metric(["in_flight"], sum(backlog.in_flight.values()))
         yield waiting
+        held = GaugeMetricFamily(
+            "levers_contacts_held_now",
+            "Contacts held now, by reason (window_closed, not_before, unknown_time_zone, "
+            "no_window_for_country).",
+            labels=["reason"],
+        )
+        for reason, count in self.holds.counts().items():
+            held.add_metric([reason], count)
+        yield held
+        oldest_hold = self.holds.oldest_age()
+        yield GaugeMetricFamily(
+            "levers_held_oldest_age_seconds",
+            "How long the oldest held contact has waited (0 when none is held).",
+            value=oldest_hold or 0.0,
+        )
         in_flight = GaugeMetricFamily(
             "levers_batches_in_flight", "Batches not yet sent or dead.", labels=["state"]
         )

@@ -10,8 +10,8 @@
 -- call it whatever its window says)  ARGV[7] the operator's note
 --
 -- release: due now, for the next flusher pass. With a time zone, its window is checked again
--- in that zone when it is sent; without one, the operator takes the window on themselves and
--- it is not checked again (not_before, expire_at, caps and the do-not-call list still are).
+-- in that zone when it is sent; without one, the operator takes the timing on themselves
+-- (window and not_before are not checked again; expire_at, caps and the do-not-call list are).
 -- expire: to the dead letters as `expired`, with the note.
 --
 -- Returns 1 if done, 0 if there is no such held contact (any more).

@@ -18,7 +18,7 @@ local function move_state(record, gauges, to)
   end
   if from and IN_FLIGHT[from] then
     redis.call('HINCRBY', gauges, 'batches:' .. from, -1)
-    redis.call('HINCRBY', gauges, 'contacts:' .. from, -size)
+    redis.call('HINCRBY', gauges, 'contacts:' .. from, 0 - size)  -- never -0, which Redis refuses
   end
   if IN_FLIGHT[to] then
     redis.call('HINCRBY', gauges, 'batches:' .. to, 1)
