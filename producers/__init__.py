@@ -7,6 +7,20 @@
 Contacts are validated here, before anything is enqueued, and again by the worker.
 """
 
-from producers.api import EnqueueResult, Producer, Rejection, enqueue_contact, enqueue_contacts
+from producers.api import (
+    EnqueueResult,
+    Producer,
+    Rejection,
+    enqueue_contact,
+    enqueue_contacts,
+    suppress,
+)
 
-__all__ = ["EnqueueResult", "Producer", "Rejection", "enqueue_contact", "enqueue_contacts"]
+__all__ = [
+    "EnqueueResult",
+    "Producer",
+    "Rejection",
+    "enqueue_contact",
+    "enqueue_contacts",
+    "suppress",
+]

@@ -18,11 +18,12 @@ from redis.client import Pipeline
 
 from worker.backlog import QueuedContacts
 from worker.broker import build_broker, contact_message, enqueue_pipelined
-from worker.contacts import validate_contact
+from worker.contacts import SUPPRESSED, normalise_number, validate_contact
 from worker.errors import BacklogFullError, ContactError
 from worker.headroom import Headroom
 from worker.keys import Keys
 from worker.settings import Settings
+from worker.suppression import Suppression
 
 # Contacts per Redis round trip in enqueue_contacts.
 PIPELINE_SIZE = 500
@@ -52,6 +53,7 @@ class Producer:
         self.rules = settings.contact_rules
         self.queued = QueuedContacts(self.broker.client, keys)
         self.headroom = Headroom(self.broker.client, keys, settings.max_backlog_bytes)
+        self.suppression = Suppression(self.broker.client, keys)
 
     def enqueue_contact(
         self,
@@ -94,6 +96,8 @@ class Producer:
             "expire_at": expire_at,
         }
         contact = validate_contact(_present(row), self.rules)
+        if self.suppression.check([contact.number]):
+            raise ContactError(SUPPRESSED, "the number is on the do-not-call list")
         self.headroom.check(1)
         [message] = self._enqueue([contact_message(contact.to_message())], [1])
         return str(message.message_id)
@@ -147,6 +151,14 @@ class Producer:
             result.rejected.extend(Rejection(i, full.reason, str(full)) for i, _ in pending)
             pending.clear()
             return full
+        suppressed = self.suppression.check([payload["number"] for _, payload in pending])
+        if suppressed:
+            result.rejected.extend(
+                Rejection(i, SUPPRESSED, "the number is on the do-not-call list")
+                for i, payload in pending
+                if payload["number"] in suppressed
+            )
+            pending[:] = [(i, p) for i, p in pending if p["number"] not in suppressed]
         chunks = [pending[i : i + CHUNK_SIZE] for i in range(0, len(pending), CHUNK_SIZE)]
         messages = self._enqueue(
             [contact_message([payload for _, payload in chunk]) for chunk in chunks],
@@ -207,3 +219,11 @@ def enqueue_contact(number: str, **fields: Any) -> str:
 def enqueue_contacts(rows: Iterable[Mapping[str, Any]]) -> EnqueueResult:
     """`Producer.enqueue_contacts` on the producer configured from the environment."""
     return default_producer().enqueue_contacts(rows)
+
+
+def suppress(numbers: Iterable[str], *, note: str = "", expire_at: float | None = None) -> int:
+    """Put numbers on the do-not-call list (normalised to E.164 with the producer's rules);
+    returns how many were not on it. Raises ContactError for a number that is not one."""
+    producer = default_producer()
+    normalised = [normalise_number(n, producer.rules.default_region) for n in numbers]
+    return producer.suppression.add(normalised, note=note, expire_at=expire_at)

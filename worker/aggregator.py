@@ -16,14 +16,16 @@ from typing import Any
 
 from worker.backlog import QueuedContacts
 from worker.buffers import AppendResult, Buffers
-from worker.contacts import Contact, ContactRules, validate_contact
-from worker.eligibility import SEND_NOW, Eligibility, Expire, Hold, Schedule, Verdict
+from worker.contacts import DEFAULT_TEMPLATE, Contact, ContactRules, validate_contact
+from worker.deadletters import CANCELLED, SUPPRESSED
+from worker.eligibility import SEND_NOW, Drop, Eligibility, Hold, Schedule, Verdict
 from worker.errors import ContactError
 from worker.holds import RELEASE_CHUNK, Holds
 from worker.metrics import Metrics
 from worker.outbox import Outbox
 from worker.rejects import Rejects
-from worker.scripting import redis_now
+from worker.scripting import as_text
+from worker.suppression import active
 
 log = logging.getLogger("levers.aggregator")
 
@@ -62,14 +64,19 @@ class Aggregator:
         valid: list[tuple[Contact, str, Verdict]] = []
         positions: list[int] = []
         results: list[AppendResult | None] = [None] * len(items)
-        now = (
-            None if self.eligibility is None else redis_now(self.buffers.client, self.buffers.clock)
-        )
-        for position, (item, contact_id) in enumerate(items):
-            contact = self._validate(item, contact_id)
-            if contact is not None:
-                valid.append((contact, contact_id, self._verdict(contact, now)))
-                positions.append(position)
+        contacts = [(p, self._validate(item, cid), cid) for p, (item, cid) in enumerate(items)]
+        checked = [(p, c, cid) for p, c, cid in contacts if c is not None]
+        now, suppressed, cancelled = self._look_up([c.number for _, c, _ in checked], message_id)
+        for position, contact, contact_id in checked:
+            if contact.number in suppressed:
+                self._reject(SUPPRESSED, "the number is on the do-not-call list", contact_id)
+                continue
+            if (contact.template_id or DEFAULT_TEMPLATE) in cancelled:
+                verdict: Verdict = Drop(CANCELLED, "cancelled while it waited in the queue")
+            else:
+                verdict = self._verdict(contact, now)
+            valid.append((contact, contact_id, verdict))
+            positions.append(position)
         for position, result, (_, _, verdict) in zip(
             positions, self.buffers.append_many(valid), valid, strict=True
         ):
@@ -78,8 +85,8 @@ class Aggregator:
             if result.status in ("appended", "merged"):
                 if isinstance(verdict, Hold):
                     self.metrics.held.labels(verdict.reason).inc()
-                elif isinstance(verdict, Expire):
-                    self.metrics.expired.inc()
+                elif isinstance(verdict, Drop):
+                    self.metrics.dead_letters.labels(verdict.reason).inc()
             if result.batch_id is not None:
                 self.metrics.batches_cut.labels("size").inc()
                 self.metrics.batch_size.observe(result.cut_size)
@@ -88,6 +95,21 @@ class Aggregator:
         # leaves the message counted as queued, and dramatiq delivers it again.
         self.queued.settle(message_id)
         return results
+
+    def _look_up(self, numbers: list[str], message_id: str) -> tuple[float, set[str], set[str]]:
+        """In one round trip: the shared clock, which numbers are suppressed, and the
+        templates cancelled while this message waited in the queue."""
+        client = self.buffers.client
+        pipe = client.pipeline(transaction=False)
+        pipe.time()
+        pipe.hmget(self.buffers.keys.suppressed, numbers or ["-"])
+        pipe.hget(self.buffers.keys.cancelled_messages, message_id)
+        (seconds, micros), values, cancelled = pipe.execute()
+        now = self.buffers.clock() if self.buffers.clock else seconds + micros / 1_000_000
+        now_ms = int(now * 1000)
+        suppressed = {n for n, v in zip(numbers, values, strict=False) if active(v, now_ms)}
+        templates = set(as_text(cancelled).split(",")) if cancelled else set()
+        return now, suppressed, templates
 
     def _verdict(self, contact: Contact, now: float | None) -> Verdict:
         if self.eligibility is None or now is None:
@@ -103,10 +125,17 @@ class Aggregator:
             return validate_contact(payload, self.rules)
         except ContactError as exc:
             self.rejects.record(exc.reason, str(exc), payload, contact_id)
-            self.metrics.contacts.labels("rejected").inc()
-            self.metrics.rejected.labels(exc.reason).inc()
-            log.warning("contact rejected", extra={"contact_id": contact_id, "reason": exc.reason})
+            self._count_reject(exc.reason, contact_id)
             return None
+
+    def _reject(self, reason: str, message: str, contact_id: str) -> None:
+        self.rejects.record(reason, message, {}, contact_id)
+        self._count_reject(reason, contact_id)
+
+    def _count_reject(self, reason: str, contact_id: str) -> None:
+        self.metrics.contacts.labels("rejected").inc()
+        self.metrics.rejected.labels(reason).inc()
+        log.warning("contact rejected", extra={"contact_id": contact_id, "reason": reason})
 
 
 class Flusher:

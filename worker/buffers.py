@@ -18,7 +18,7 @@ from typing import Any, Literal
 import redis
 
 from worker.contacts import Contact
-from worker.eligibility import SEND_NOW, Expire, Hold, Schedule, Send, Verdict
+from worker.eligibility import SEND_NOW, Drop, Hold, Schedule, Send, Verdict
 from worker.keys import Keys
 from worker.scripting import Clock, as_text, load_script, redis_now, time_arg
 
@@ -216,10 +216,11 @@ class Buffers:
 
 
 def _placement(verdict: Verdict) -> tuple[str, int, str]:
-    """append.lua's ARGV[12..14]: where the contact goes, its release time and hold reason."""
+    """append.lua's ARGV[12..14]: where the contact goes, its release time, and why it is held
+    or dropped."""
     if isinstance(verdict, Send):
         return "send", 0, ""
     if isinstance(verdict, Hold):
         return "hold", verdict.release_ms, verdict.reason
-    assert isinstance(verdict, Expire)
-    return "expire", 0, ""
+    assert isinstance(verdict, Drop)
+    return "drop", 0, verdict.reason

@@ -43,7 +43,9 @@ INVALID_FIELD = "invalid_field"
 INVALID_TIME_ZONE = "invalid_time_zone"
 INVALID_SCHEDULE = "invalid_schedule"
 NUMBER_TYPE_NOT_ALLOWED = "number_type_not_allowed"
+SUPPRESSED = "suppressed"  # on the do-not-call list
 REJECT_REASONS = (
+    SUPPRESSED,
     UNPARSEABLE_NUMBER,
     INVALID_NUMBER,
     NUMBER_TYPE_NOT_ALLOWED,

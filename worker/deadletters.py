@@ -33,6 +33,9 @@ RETRIES_EXHAUSTED = "retries_exhausted"
 REJECTED_BY_LEVERS = "rejected_by_levers"
 INVALID_CONTACT = "invalid_contact"
 EXPIRED = "expired"  # its expire_at came before it could be called
+SUPPRESSED = "suppressed"  # put on the do-not-call list after it was accepted
+FREQUENCY_CAPPED = "frequency_capped"  # over its caps, and its expire_at (or the policy) says so
+CANCELLED = "cancelled"  # an operator cancelled its template (replayable)
 
 
 def letter(

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from worker.contacts import Contact
+from worker.deadletters import EXPIRED
 from worker.policy import CallingPolicy, Closed, Expired, Open
 from worker.policy.decision import decide as decide_window
 
@@ -72,17 +73,48 @@ class Hold:
 
 
 @dataclass(frozen=True)
-class Expire:
+class Drop:
+    """Never sent: to the dead letters with `reason` (expired, suppressed, frequency_capped,
+    cancelled)."""
+
+    reason: str
     detail: str
 
 
-Verdict = Send | Hold | Expire
+Verdict = Send | Hold | Drop
 SEND_NOW = Send()
+
+
+@dataclass(frozen=True)
+class CapsRule:
+    """The frequency caps of one template, as gates.lua takes them."""
+
+    json: str
+    dead_letter: bool  # over the cap: dead-letter (True) or hold until it frees (False)
+
+
+NO_CAPS_RULE = CapsRule('{"o":[],"og":0,"t":[],"tg":0,"ttl":0}', False)
 
 
 class Eligibility:
     def __init__(self, policy: CallingPolicy) -> None:
         self.policy = policy
+        self._caps: dict[str | None, CapsRule] = {}
+
+    def caps(self, template_id: str | None) -> CapsRule:
+        """The caps a call for `template_id` counts against: every template's and its own."""
+        if template_id not in self._caps:
+            overall, own = self.policy.caps_for(template_id)
+            data = {
+                "o": [[limit.calls, limit.period * 1000] for limit in overall.limits],
+                "og": overall.min_gap * 1000,
+                "t": [[limit.calls, limit.period * 1000] for limit in own.limits],
+                "tg": own.min_gap * 1000,
+                "ttl": max(overall.longest, own.longest) * 1000,
+            }
+            dead = "dead_letter" in (overall.over, own.over)
+            self._caps[template_id] = CapsRule(json.dumps(data, separators=(",", ":")), dead)
+        return self._caps[template_id]
 
     def verdict(
         self, number: str, template_id: str | None, schedule: Schedule, now: float
@@ -110,8 +142,8 @@ class Eligibility:
             return Hold(release, decision.reason)
         assert isinstance(decision, Expired)
         if decision.blocked_by is None:
-            return Expire("expire_at passed before it could be called")
-        return Expire(f"it could not be called before expire_at ({decision.blocked_by})")
+            return Drop(EXPIRED, "expire_at passed before it could be called")
+        return Drop(EXPIRED, f"it could not be called before expire_at ({decision.blocked_by})")
 
 
 def _ceil_ms(seconds: float) -> int:

@@ -102,7 +102,7 @@ class RedisStateCollector:
         held = GaugeMetricFamily(
             "levers_contacts_held_now",
             "Contacts held now, by reason (window_closed, not_before, unknown_time_zone, "
-            "no_window_for_country).",
+            "no_window_for_country, frequency_capped).",
             labels=["reason"],
         )
         for reason, count in self.holds.counts().items():
@@ -129,7 +129,22 @@ class RedisStateCollector:
             pipe.llen(f"{self.keys.dramatiq}:{queue}")
         for queue in FAILED_QUEUES:
             pipe.zcard(f"{self.keys.dramatiq}:{queue}")
-        held, pause_ms, adaptive_rate, *depths = pipe.execute()
+        pipe.hkeys(self.keys.paused)
+        pipe.hlen(self.keys.suppressed)
+        held, pause_ms, adaptive_rate, *depths, paused, suppressed = pipe.execute()
+        yield GaugeMetricFamily(
+            "levers_paused_templates",
+            "Templates an operator paused (a pause of everything counts as one).",
+            value=len(paused),
+        )
+        yield GaugeMetricFamily(
+            "levers_paused_everything",
+            "1 while an operator has paused every template.",
+            value=1 if b"*" in paused or "*" in paused else 0,
+        )
+        yield GaugeMetricFamily(
+            "levers_suppressed_numbers", "Numbers on the do-not-call list.", value=suppressed
+        )
         yield GaugeMetricFamily(
             "levers_dead_letters_held", "Dead letters waiting for an operator.", value=held
         )

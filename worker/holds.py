@@ -21,12 +21,15 @@ from typing import Any, Literal
 import redis
 
 from worker.buffers import BufferConfig, Due, new_batch_id, read_due
+from worker.deadletters import FREQUENCY_CAPPED
 from worker.eligibility import Schedule
 from worker.keys import Keys
 from worker.policy import HOLD_REASONS
 from worker.scripting import Clock, as_text, load_script, redis_now, time_arg
 
 NEVER_MS = 2**52  # entries.lua's NEVER: no known release time
+# Why a contact is held: its calling window (worker.policy), or its frequency caps.
+HELD_REASONS = (*HOLD_REASONS, FREQUENCY_CAPPED)
 # Contacts released per script call: bounded so appends interleave with a large release.
 RELEASE_CHUNK = 1000
 
@@ -118,8 +121,8 @@ class Holds:
 
     def counts(self) -> dict[str, int]:
         """Held contacts by reason (every reason, zeros included)."""
-        raw = self.client.hmget(self.keys.gauges, [f"held:{r}" for r in HOLD_REASONS])
-        return {r: max(0, int(v or 0)) for r, v in zip(HOLD_REASONS, raw, strict=True)}
+        raw = self.client.hmget(self.keys.gauges, [f"held:{r}" for r in HELD_REASONS])
+        return {r: max(0, int(v or 0)) for r, v in zip(HELD_REASONS, raw, strict=True)}
 
     def oldest_age(self) -> float | None:
         """Seconds the oldest hold has waited, or None when nothing is held."""

@@ -22,7 +22,7 @@ from dataclasses import asdict
 from typing import Any
 
 from worker.contacts import mask_number, time_zone_problem
-from worker.policy import HOLD_REASONS
+from worker.holds import HELD_REASONS
 
 ACTIONS = ("list", "release", "expire")
 
@@ -35,7 +35,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     holds.add_argument("action", choices=ACTIONS)
-    holds.add_argument("--reason", choices=HOLD_REASONS, help="only contacts held for this")
+    holds.add_argument("--reason", choices=HELD_REASONS, help="only contacts held for this")
     holds.add_argument("--batch-key", help="only this batch key (template:updateExisting)")
     holds.add_argument("--id", action="append", help="only this contact id (repeatable)")
     holds.add_argument("--all", action="store_true", help="release or expire every hold")

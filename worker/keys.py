@@ -111,6 +111,43 @@ class Keys:
         return f"{self.namespace}:queued"
 
     @property
+    def suppressed(self) -> str:
+        """Hash E.164 -> "expire ms|added ms|note" (expire 0 = never): the do-not-call list."""
+        return f"{self.namespace}:suppressed"
+
+    @property
+    def suppressed_expiry(self) -> str:
+        """Sorted set E.164 -> when (ms) its suppression ends, for the entries that end."""
+        return f"{self.namespace}:suppressed:expiry"
+
+    def calls(self, number: str) -> str:
+        """Sorted set "template|batch id" -> when (ms) the number was called, kept for the
+        longest frequency-cap period: what the caps count."""
+        return f"{self.namespace}:calls:{number}"
+
+    @property
+    def paused(self) -> str:
+        """Hash template (or "*": all) -> the operator's record of the pause (JSON)."""
+        return f"{self.namespace}:paused"
+
+    @property
+    def cancelled(self) -> str:
+        """Hash template (or "*") -> when (ms) its waiting contacts were cancelled: a batch
+        cut before then that an attempt still holds is cancelled when it would be sent."""
+        return f"{self.namespace}:cancelled"
+
+    @property
+    def cancelled_messages(self) -> str:
+        """Hash contact message id -> templates cancelled while it waited in dramatiq's queue
+        (comma-separated): the aggregator dead-letters those of its contacts."""
+        return f"{self.namespace}:cancelled:messages"
+
+    @property
+    def audit(self) -> str:
+        """List of operators' actions (JSON: who, what, when, note), newest first, capped."""
+        return f"{self.namespace}:audit"
+
+    @property
     def stats(self) -> str:
         """Hash of running totals shown by `levers-admin status`."""
         return f"{self.namespace}:stats"

@@ -27,8 +27,9 @@ import redis
 
 from worker.broker import send_message
 from worker.buffers import Due, new_batch_id, read_due
-from worker.deadletters import EXPIRED, letter
-from worker.eligibility import Expire, Hold, Schedule, Send, Verdict
+from worker.contacts import DEFAULT_TEMPLATE, parse_batch_key
+from worker.deadletters import UNKNOWN_OUTCOME, letter
+from worker.eligibility import NO_CAPS_RULE, CapsRule, Drop, Hold, Schedule, Send, Verdict
 from worker.keys import Keys
 from worker.scripting import Clock, as_text, compact, load_script, time_arg
 
@@ -113,15 +114,27 @@ Outcome = Sent | Retry | Dead | Split
 
 
 @dataclass(frozen=True)
+class Gate:
+    """What stands between a claimed batch and its request, besides windows (gate.lua)."""
+
+    now: float  # seconds, the shared clock
+    paused: bool
+    cancelled: bool
+    suppressed: tuple[bool, ...]
+    capped_until: tuple[int, ...]  # ms, the shared clock; 0: within its caps
+
+
+@dataclass(frozen=True)
 class Begun:
     """What `begin` made of a claim: `code` is send (go: `claim` holds what to send), empty
-    (every contact was held or expired), lost (the lease), or stale (decide again)."""
+    (every contact was held or dead-lettered), lost (the lease), stale (decide again), or
+    paused (its template is: nothing was done)."""
 
-    code: Literal["send", "empty", "lost", "stale"]
+    code: Literal["send", "empty", "lost", "stale", "paused"]
     now: float  # seconds, the shared clock
     claim: Claim
     held: int = 0
-    expired: int = 0
+    dropped: tuple[str, ...] = ()  # the reason of each contact dead-lettered
 
 
 @dataclass(frozen=True)
@@ -146,7 +159,8 @@ class Outbox:
         self.clock = clock
         self._queued = load_script(client, "queued", "states")
         self._pick = load_script(client, "pick", "states", "lease")
-        self._begin = load_script(client, "begin", "states", "entries")
+        self._gate = load_script(client, "gate", "gates", flags="no-writes")
+        self._begin = load_script(client, "begin", "states", "entries", "gates")
         self._finish = load_script(client, "finish", "states")
         self._reap = load_script(client, "reap", "states")
         self._due = load_script(client, "due", flags="no-writes")
@@ -220,6 +234,7 @@ class Outbox:
                 self.keys.inflight,
                 self.keys.ready_keys,
                 self.keys.gauges,
+                self.keys.paused,
             ],
             args=[
                 time_arg(self.clock),
@@ -250,16 +265,40 @@ class Outbox:
             stored=tuple(stored),
         )
 
+    def gate(self, claim: Claim, caps: CapsRule = NO_CAPS_RULE) -> Gate:
+        """Read what may stop this batch's contacts now: a pause or cancel of its template,
+        suppressed numbers, used-up caps (begin checks the same again)."""
+        numbers = [entry["numberToCall"] for _, entry in claim.contacts]
+        now_ms, paused, cancelled, *per_contact = self._gate(
+            keys=[
+                self.keys.batch(claim.batch_id),
+                self.keys.suppressed,
+                self.keys.paused,
+                self.keys.cancelled,
+                *(self.keys.calls(n) for n in numbers),
+            ],
+            args=[time_arg(self.clock), _template(claim.batch_key), caps.json, *numbers],
+        )
+        return Gate(
+            int(now_ms) / 1000,
+            bool(int(paused)),
+            bool(int(cancelled)),
+            tuple(bool(int(v)) for v in per_contact[::2]),
+            tuple(int(v) for v in per_contact[1::2]),
+        )
+
     def begin(
         self,
         claim: Claim,
         owner: str,
         verdicts: list[Verdict] | None = None,
         decided_at: float = 0.0,
+        caps: CapsRule = NO_CAPS_RULE,
     ) -> Begun:
         """Mark the claimed batch `sending` just before its request, taking out the contacts
         whose verdict (one per contact, decided at `decided_at` by the shared clock) is not
-        Send: back on hold, or dead-lettered as expired, in the same step."""
+        Send: back on hold, or dead-lettered, in the same step; and record a call for each
+        contact that goes, against its caps (see begin.lua)."""
         verdicts = verdicts or [Send()] * len(claim.contacts)
         kept = [i for i, v in enumerate(verdicts) if isinstance(v, Send)]
         removed: list[Any] = []
@@ -267,10 +306,15 @@ class Outbox:
             number = claim.contacts[i][1]["numberToCall"]
             if isinstance(verdict, Hold):
                 removed += ["h", number, verdict.release_ms, self._held(claim, i, verdict)]
-            elif isinstance(verdict, Expire):
-                dl_id, record = letter(claim, i, EXPIRED, None, verdict.detail)
-                removed += ["x", number, dl_id, compact(record)]
-        closes = [v.until_ms for v in verdicts if isinstance(v, Send) and v.until_ms]
+            elif isinstance(verdict, Drop):
+                dl_id, record = letter(claim, i, verdict.reason, None, verdict.detail)
+                removed += ["x", verdict.reason, dl_id, compact(record)]
+        numbers = [claim.contacts[i][1]["numberToCall"] for i in kept]
+        closes = [
+            f"{number}|{verdict.until_ms}"
+            for number, verdict in zip(numbers, (verdicts[i] for i in kept), strict=True)
+            if isinstance(verdict, Send)
+        ]
         key = claim.batch_key
         code, now_ms = self._begin(
             keys=[
@@ -285,6 +329,10 @@ class Outbox:
                 self.keys.dead,
                 self.keys.dead_index,
                 self.keys.pending(key),
+                self.keys.suppressed,
+                self.keys.paused,
+                self.keys.cancelled,
+                *(self.keys.calls(n) for n in numbers),
             ],
             args=[
                 time_arg(self.clock),
@@ -296,6 +344,8 @@ class Outbox:
                 self.config.batch_retention_seconds,
                 compact([claim.stored[i] for i in kept]) if removed else "",
                 len(kept),
+                _template(key),
+                caps.json,
                 len(removed) // 4,
                 *removed,
                 *closes,
@@ -304,8 +354,8 @@ class Outbox:
         now = int(now_ms) / 1000
         names = {1: "send", 2: "empty", 0: "lost", -1: "stale"}
         held = sum(1 for v in verdicts if isinstance(v, Hold))
-        expired = sum(1 for v in verdicts if isinstance(v, Expire))
-        return Begun(names[int(code)], now, claim.keep(kept), held, expired)  # type: ignore[arg-type]
+        dropped = tuple(v.reason for v in verdicts if isinstance(v, Drop))
+        return Begun(names[int(code)], now, claim.keep(kept), held, dropped)  # type: ignore[arg-type]
 
     def _held(self, claim: Claim, index: int, verdict: Hold) -> str:
         """The held entry (entries.lua's layout) of a contact going back on hold."""
@@ -346,6 +396,8 @@ class Outbox:
             len(claim.contacts) if isinstance(outcome, Sent) else 0,
             int(isinstance(outcome, Retry) and outcome.throttled),
             self.keys.prefix,
+            _template(claim.batch_key),
+            int(_not_called(outcome)),
             len(children),
             *child_ids,
             *(compact(child) for child in children),
@@ -363,6 +415,7 @@ class Outbox:
                 self.keys.ready(claim.batch_key),
                 self.keys.ready_keys,
                 *(self.keys.batch(child) for child in child_ids),
+                *(self.keys.calls(entry["numberToCall"]) for _, entry in claim.contacts),
             ],
             args=args,
         )
@@ -407,3 +460,18 @@ class Outbox:
 
 def _name(outcome: Outcome) -> str:
     return {Sent: "sent", Retry: "retry", Dead: "dead", Split: "split"}[type(outcome)]
+
+
+def _template(batch_key: str) -> str:
+    """The template a batch key belongs to ("default" for the account's default)."""
+    template_id, _ = parse_batch_key(batch_key)
+    return template_id or DEFAULT_TEMPLATE
+
+
+def _not_called(outcome: Outcome) -> bool:
+    """True when Levers surely did not call the batch's numbers: the calls begin recorded
+    against their caps are forgotten. A request that was sent, or whose outcome is unknown,
+    counts."""
+    if isinstance(outcome, Sent):
+        return False
+    return not (isinstance(outcome, Dead) and outcome.reason == UNKNOWN_OUTCOME)

@@ -28,6 +28,7 @@ from worker.rejects import Rejects
 from worker.scripting import Clock
 from worker.sender import RetryPolicy, Sender
 from worker.settings import Settings
+from worker.suppression import Suppression
 
 
 def buffer_config(settings: Settings) -> BufferConfig:
@@ -106,6 +107,7 @@ class Runtime:
         holds = Holds(redis_client, keys, buffer_config(settings), clock)
         outbox = Outbox(redis_client, keys, outbox_config(settings), broker, clock)
         dead = DeadLetters(redis_client, keys, clock)
+        suppression = Suppression(redis_client, keys, clock)
         levers = client or LeversClient(
             settings.base_url,
             client_id=settings.client_id,
@@ -144,6 +146,9 @@ class Runtime:
             outbox,
             metrics,
             holds,
-            housekeeping=lambda: dead.expire(settings.dead_letter_retention_seconds),
+            housekeeping=lambda: (
+                dead.expire(settings.dead_letter_retention_seconds),
+                suppression.expire(),
+            ),
         )
         return cls(settings, broker, buffers, outbox, aggregator, sender, flusher, metrics)

@@ -40,23 +40,37 @@ import httpx
 
 from worker.contacts import RESERVED_METADATA_KEY, mask_number, parse_batch_key
 from worker.deadletters import (
+    CANCELLED,
+    FREQUENCY_CAPPED,
     INVALID_CONTACT,
     REJECTED_BY_LEVERS,
     RETRIES_EXHAUSTED,
+    SUPPRESSED,
     UNKNOWN_OUTCOME,
 )
-from worker.eligibility import Eligibility, Verdict
+from worker.eligibility import (
+    NO_CAPS_RULE,
+    SEND_NOW,
+    CapsRule,
+    Drop,
+    Eligibility,
+    Hold,
+    Schedule,
+    Verdict,
+)
 from worker.errors import LeversAuthError, LeversTransportError
 from worker.levers import LeversClient, bulk_body
 from worker.metrics import Metrics, status_class
-from worker.outbox import Begun, Claim, Dead, Outbox, Outcome, Retry, Sent, Split
+from worker.outbox import Begun, Claim, Dead, Gate, Outbox, Outcome, Retry, Sent, Split
 from worker.ratelimit import Pacer, Slots
-from worker.scripting import redis_now
 
 log = logging.getLogger("levers.sender")
 
 # Levers echoes metadata back in its phone_call.ended webhook as requestMetadata.
 CORRELATION_KEY = RESERVED_METADATA_KEY
+
+# A batch of a paused template looks again this often (its resume hands it a token at once).
+PAUSED_RECHECK_SECONDS = 60.0
 
 # Statuses after which Levers surely did not act on the request. 401 is here because the client
 # already re-authenticated once: credentials being rotated are no reason to drop contacts.
@@ -149,8 +163,14 @@ class Sender:
             raise
         if begun.held:
             self.metrics.held_at_send.inc(begun.held)
-        if begun.expired:
-            self.metrics.expired.inc(begun.expired)
+        for reason in begun.dropped:
+            self.metrics.dead_letters.labels(reason).inc()
+        if begun.code == "paused":
+            # Its template is paused: the batch waits, ready, for the resume (which hands it
+            # a token); nothing of it counts as an attempt.
+            self._release(owner)
+            paused = Retry(PAUSED_RECHECK_SECONDS, None, "paused", throttled=True, cause="paused")
+            return self._record(claim, owner, paused)
         if begun.code != "send":
             self._release(owner)
             what = "lease lost before sending" if begun.code == "lost" else "every contact held"
@@ -231,21 +251,49 @@ class Sender:
         return Retry(delay, status, detail, throttled, cause or str(status))
 
     def _begin(self, claim: Claim, owner: str) -> Begun:
-        """Decide every contact again at this moment (the shared clock) and mark the batch
-        `sending` with what may go; a window closing between the two means deciding again."""
+        """Decide every contact again at this moment (the shared clock): its template paused
+        or cancelled, its number suppressed, its caps used up, its window closed. Then mark
+        the batch `sending` with what may go, which checks the same again in one step; if
+        anything changed in between, decide again."""
+        template_id, _ = parse_batch_key(claim.batch_key)
+        caps = self.eligibility.caps(template_id) if self.eligibility else NO_CAPS_RULE
         for _ in range(5):
-            now = redis_now(self.outbox.client, self.outbox.clock)
-            verdicts: list[Verdict] | None = None
-            if self.eligibility is not None:
-                template_id, _ = parse_batch_key(claim.batch_key)
-                verdicts = [
-                    self.eligibility.verdict(entry["numberToCall"], template_id, schedule, now)
-                    for (_, entry), schedule in zip(claim.contacts, claim.schedules, strict=True)
-                ]
-            begun = self.outbox.begin(claim, owner, verdicts, now)
+            gate = self.outbox.gate(claim, caps)
+            if gate.paused:
+                return Begun("paused", gate.now, claim)
+            verdicts = [
+                self._verdict(entry["numberToCall"], template_id, schedule, gate, i, caps)
+                for i, ((_, entry), schedule) in enumerate(
+                    zip(claim.contacts, claim.schedules, strict=True)
+                )
+            ]
+            begun = self.outbox.begin(claim, owner, verdicts, gate.now, caps)
             if begun.code != "stale":
                 return begun
-        raise RuntimeError("windows kept closing while the batch was being marked sending")
+        raise RuntimeError("the batch's gates kept changing while it was being marked sending")
+
+    def _verdict(
+        self,
+        number: str,
+        template_id: str | None,
+        schedule: Schedule,
+        gate: Gate,
+        index: int,
+        caps: CapsRule,
+    ) -> Verdict:
+        if gate.cancelled:
+            return Drop(CANCELLED, "its template was cancelled by an operator")
+        if gate.suppressed[index]:
+            return Drop(SUPPRESSED, "the number is on the do-not-call list")
+        capped = gate.capped_until[index]
+        if capped:
+            expire = schedule.expire_ms
+            if caps.dead_letter or (expire is not None and expire <= capped):
+                return Drop(FREQUENCY_CAPPED, "its frequency cap is used up")
+            return Hold(capped, FREQUENCY_CAPPED)
+        if self.eligibility is None:
+            return SEND_NOW
+        return self.eligibility.verdict(number, template_id, schedule, gate.now)
 
     def _release(self, owner: str) -> None:
         if self.slots is not None:

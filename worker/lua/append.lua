@@ -1,6 +1,6 @@
 -- append.lua: add one validated contact to its batch key: to the open batch (cut by size),
 -- to the holds (its calling window or not_before is not open yet), or to the dead letters
--- (its expire_at has passed). Layout of pending and held entries: see entries.lua.
+-- (its expire_at has passed, or its template was cancelled while it waited in the queue). Layout of pending and held entries: see entries.lua.
 --
 -- KEYS[1] pending hash     {ns}:pending:{batch_key}
 -- KEYS[2] order zset       {ns}:order:{batch_key}
@@ -24,8 +24,8 @@
 -- redeliveries)  ARGV[6] max_size  ARGV[7] max_wait_ms  ARGV[8] dedupe window s (0 = off)
 -- ARGV[9] message marker ttl s (dedupe off)  ARGV[10] batch id to use if this append cuts
 -- ARGV[11] outbox grace ms
--- ARGV[12] where the policy puts it now: send | hold | expire
--- ARGV[13] hold: release ms (-1: not known)  ARGV[14] hold: reason
+-- ARGV[12] where it goes now: send | hold | drop (the dead letters: expired, cancelled)
+-- ARGV[13] hold: release ms (-1: not known)  ARGV[14] hold or drop: the reason
 -- ARGV[15] expire_at ms (0: none)  ARGV[16] schedule JSON ('' none: time_zone, not_before,
 -- expire_at as the sender re-checks them)
 --
@@ -107,9 +107,9 @@ else
     add_held(KEYS[12], KEYS[13], KEYS[14], KEYS[15], KEYS[5], batch_key, number, parts,
              tonumber(ARGV[13]))
   else
-    parts[5] = 'expired'
-    expire_letter(KEYS[16], KEYS[17], KEYS[4], KEYS[5], batch_key, parts, now_ms,
-                  'expire_at had passed when it was accepted')
+    local detail = ARGV[14] == 'expired' and 'expire_at had passed when it was accepted'
+      or 'its template was cancelled while it waited in the queue'
+    drop_letter(KEYS[16], KEYS[17], KEYS[4], batch_key, parts, now_ms, ARGV[14], detail)
   end
   return {status, 0}
 end

@@ -1,8 +1,13 @@
 -- begin.lua: mark a claimed batch `sending`, right before its request leaves, taking out the
--- contacts that may not be called now (checked again at this moment: a window that closed
--- while the batch waited for the rate limit holds the contact again; an expire_at that passed
--- dead-letters it). The check and `sending` are one step, so no replica sends what another
--- just held.
+-- contacts that may not be called now, and recording a call for each one that goes.
+--
+-- The sender decided each contact at `decided_at` (gate.lua + the calling policy): back on
+-- hold (window closed, not_before, frequency cap) or to the dead letters (expired, suppressed,
+-- capped for good, cancelled). Here, in one step with `sending`, every contact that goes is
+-- checked again: its template neither paused nor cancelled, its number not suppressed, its
+-- caps not used up (the calls recorded here are what the next check counts, so no two
+-- replicas pass one cap together), its window still open. Anything changed: nothing is done,
+-- and the caller decides again.
 --
 -- KEYS[1] batch record {ns}:batch:{id}   KEYS[2] inflight zset {ns}:inflight
 -- KEYS[3] gauges hash {ns}:gauges   KEYS[4] stats hash {ns}:stats
@@ -10,21 +15,24 @@
 -- KEYS[7] releases zset {ns}:releases  KEYS[8] since zset {ns}:held:since
 -- KEYS[9] dead letters hash {ns}:dead  KEYS[10] dead letter index zset {ns}:dead:index
 -- KEYS[11] pending hash {ns}:pending:{key}   (KEYS[5..11]: the batch's own key, checked)
+-- KEYS[12] suppressed hash  KEYS[13] paused hash  KEYS[14] cancelled hash (see gates.lua)
+-- KEYS[15..] calls zset {ns}:calls:{number} of each contact kept, in ARGV's order
 --
 -- ARGV[1] now_ms ('' = Redis TIME)  ARGV[2] batch id  ARGV[3] owner  ARGV[4] lease_ms
 -- ARGV[5] when the caller decided (ms, the shared clock)  ARGV[6] key prefix "{ns}:"
 -- ARGV[7] retention s (a batch left empty is finished)  ARGV[8] the contacts kept, as the
--- record's JSON array ('' = all of them)  ARGV[9] how many are kept
--- ARGV[10] n contacts taken out, then n quadruples:
+-- record's JSON array ('' = all of them)  ARGV[9] k, how many are kept
+-- ARGV[10] template ("default" for none)  ARGV[11] caps JSON (gates.lua)
+-- ARGV[12] n contacts taken out, then n quadruples:
 --   'h', number, release ms, held entry (see entries.lua)     back on hold
---   'x', number, dead-letter id, record JSON ("at" added)      expired
--- then, to the end: the ms at which each kept contact's window closes (those that close).
+--   'x', reason, dead-letter id, record JSON ("at" added)      to the dead letters
+-- then k items, one per contact kept: "number|ms its window closes" (0: does not close)
 --
 -- Returns {code, now_ms}: 1 send now; 2 every contact was taken out (the batch is finished
--- as `held`: do not send); 0 the caller lost the batch (do not send); -1 a window closed (or
--- the caller's decision is older than its look): decide again and call again.
+-- as `held`: do not send); 0 the caller lost the batch (do not send); -1 something changed
+-- since the caller decided: decide again and call again.
 local now_ms = clock_ms(ARGV[1])
-local f = redis.call('HMGET', KEYS[1], 'state', 'owner', 'lease_until', 'key')
+local f = redis.call('HMGET', KEYS[1], 'state', 'owner', 'lease_until', 'key', 'created_ms')
 if (f[1] ~= 'claimed' and f[1] ~= 'sending') or f[2] ~= ARGV[3] then
   return {0, now_ms}
 end
@@ -37,40 +45,51 @@ end
 if tonumber(ARGV[5]) > now_ms then
   return {-1, now_ms}
 end
-local removed = tonumber(ARGV[10])
-for i = 11 + 4 * removed, #ARGV do
-  if tonumber(ARGV[i]) <= now_ms then
+local kept = tonumber(ARGV[9])
+local template = ARGV[10]
+local caps = cjson.decode(ARGV[11])
+local removed = tonumber(ARGV[12])
+local first_kept = 13 + 4 * removed
+if kept > 0 then
+  local cancelled = cancelled_at(KEYS[14], template)
+  if is_paused(KEYS[13], template) or (cancelled > 0 and cancelled >= tonumber(f[5])) then
     return {-1, now_ms}
   end
+end
+local numbers = {}
+for i = 1, kept do
+  local number, closes = string.match(ARGV[first_kept + i - 1], '^([^|]+)|(%d+)$')
+  closes = tonumber(closes)
+  if (closes > 0 and closes <= now_ms) or is_suppressed(KEYS[12], number, now_ms)
+     or capped_until(KEYS[14 + i], template, now_ms, caps) > 0 then
+    return {-1, now_ms}
+  end
+  numbers[i] = number
 end
 
 local batch_key = f[4]
 for i = 0, removed - 1 do
-  local kind, number, a, b = ARGV[11 + 4 * i], ARGV[12 + 4 * i], ARGV[13 + 4 * i],
-    ARGV[14 + 4 * i]
+  local kind, a, b, c = ARGV[13 + 4 * i], ARGV[14 + 4 * i], ARGV[15 + 4 * i], ARGV[16 + 4 * i]
   if kind == 'h' then
     -- A later message for the number may have made it a new entry since the cut: that one
     -- wins, and this contact is merged into it.
-    if redis.call('HEXISTS', KEYS[5], number) == 0 and
-       redis.call('HEXISTS', KEYS[11], number) == 0 then
-      local parts = split_held(b)
+    if redis.call('HEXISTS', KEYS[5], a) == 0 and redis.call('HEXISTS', KEYS[11], a) == 0 then
+      local parts = split_held(c)
       parts[3] = now_ms  -- held again from now
-      add_held(KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[3], batch_key, number, parts,
-               tonumber(a))
+      add_held(KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[3], batch_key, a, parts, tonumber(b))
       redis.call('HINCRBY', KEYS[4], 'contacts_held_at_send', 1)
     end
   else
-    local letter = string.sub(b, 1, -2) .. ',"at":' .. string.format('%.3f', now_ms / 1000) .. '}'
-    redis.call('HSET', KEYS[9], a, letter)
-    redis.call('ZADD', KEYS[10], now_ms, a)
-    redis.call('HINCRBY', KEYS[4], 'contacts_expired', 1)
+    local letter = string.sub(c, 1, -2) .. ',"at":' .. string.format('%.3f', now_ms / 1000) .. '}'
+    redis.call('HSET', KEYS[9], b, letter)
+    redis.call('ZADD', KEYS[10], now_ms, b)
+    redis.call('HINCRBY', KEYS[4], 'contacts_' .. a, 1)
     redis.call('HINCRBY', KEYS[4], 'contacts_dead', 1)
   end
 end
 
 if removed > 0 then
   -- The record holds what is really sent from here on.
-  local kept = tonumber(ARGV[9])
   local size = tonumber(redis.call('HGET', KEYS[1], 'size'))
   redis.call('HINCRBY', KEYS[3], 'contacts:' .. f[1], kept - size)
   redis.call('HSET', KEYS[1], 'size', kept)
@@ -83,6 +102,9 @@ if removed > 0 then
     return {2, now_ms}
   end
   redis.call('HSET', KEYS[1], 'contacts', ARGV[8])
+end
+for i = 1, kept do
+  record_call(KEYS[14 + i], template, ARGV[2], now_ms, tonumber(caps.ttl))
 end
 local lease_until = now_ms + tonumber(ARGV[4])
 move_state(KEYS[1], KEYS[3], 'sending')

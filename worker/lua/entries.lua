@@ -101,15 +101,17 @@ local function pending_entry(parts, now_ms)
   return '[' .. parts[1] .. ',' .. parts[2] .. ',' .. now_ms .. schedule .. ']'
 end
 
--- A dead letter for a contact that expired before it could be called.
-local function expire_letter(dead, dead_index, stats, gauges, batch_key, parts, now_ms, detail)
+-- A dead letter for a contact dropped before it was ever in a batch (expired, cancelled),
+-- made from its entry's parts: its id is the contact id.
+local function drop_letter(dead, dead_index, stats, batch_key, parts, now_ms, reason, detail)
   local id = cjson.decode(parts[1])
-  local letter = '{"id":' .. parts[1] .. ',"reason":"expired","batch_id":null,"batch_key":'
-    .. cjson.encode(batch_key) .. ',"contact_id":' .. parts[1] .. ',"contact":' .. parts[2]
-    .. ',"status":null,"detail":' .. cjson.encode(detail) .. ',"attempts":0,"at":'
-    .. string.format('%.3f', now_ms / 1000) .. '}'
+  local letter = '{"id":' .. parts[1] .. ',"reason":' .. cjson.encode(reason)
+    .. ',"batch_id":null,"batch_key":' .. cjson.encode(batch_key) .. ',"contact_id":'
+    .. parts[1] .. ',"contact":' .. parts[2] .. ',"status":null,"detail":'
+    .. cjson.encode(detail) .. ',"attempts":0,"at":' .. string.format('%.3f', now_ms / 1000)
+    .. '}'
   redis.call('HSET', dead, id, letter)
   redis.call('ZADD', dead_index, now_ms, id)
-  redis.call('HINCRBY', stats, 'contacts_expired', 1)
+  redis.call('HINCRBY', stats, 'contacts_' .. reason, 1)
   redis.call('HINCRBY', stats, 'contacts_dead', 1)
 end

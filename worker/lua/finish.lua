@@ -6,7 +6,8 @@
 -- KEYS[6] dead letter index zset {ns}:dead:index  (dead-letter id -> time ms)
 -- KEYS[7] ready zset of the batch's own key {ns}:ready:{batch_key} (checked against the record)
 -- KEYS[8] ready keys zset {ns}:ready
--- KEYS[9..] records of child batches (outcome split)
+-- KEYS[9..8+c] records of child batches (outcome split)
+-- KEYS[9+c..] calls zset {ns}:calls:{number} of each contact of the batch (see gates.lua)
 --
 -- ARGV[1] now_ms ('' = Redis TIME)  ARGV[2] batch id
 -- ARGV[3] owner ('' = the caller holds no lease: only a batch whose lease ran out in `sending`
@@ -17,7 +18,9 @@
 -- ARGV[9] retry: ms from now until the batch may be sent again
 -- ARGV[10] sent: contacts sent  ARGV[11] retry: 1 = a throttle, this attempt does not count
 -- ARGV[12] key prefix "{ns}:" (to check KEYS[7])
--- ARGV[13] number of children c; then c child ids, then c contact JSON arrays;
+-- ARGV[13] template ("default" for none)  ARGV[14] 1 = Levers surely did not call these
+-- numbers (a retry, a refusal): forget the calls begin.lua recorded, so caps do not count them
+-- ARGV[15] number of children c; then c child ids, then c contact JSON arrays;
 -- then dead letters as (id, record JSON) pairs to the end; each record gets "at" (s, the
 -- shared clock) added here.
 --
@@ -35,6 +38,12 @@ if KEYS[7] ~= ARGV[12] .. 'ready:' .. f[4] then
   return redis.error_reply('finish.lua: KEYS[7] is not the ready set of batch key ' .. f[4])
 end
 local outcome = ARGV[4]
+local children = tonumber(ARGV[15])
+if ARGV[14] == '1' then
+  for i = 9 + children, #KEYS do
+    redis.call('ZREM', KEYS[i], ARGV[13] .. '|' .. ARGV[2])
+  end
+end
 redis.call('HSET', KEYS[1], 'status', ARGV[5], 'detail', ARGV[6], 'updated_ms', now_ms)
 redis.call('HDEL', KEYS[1], 'owner', 'lease_until')
 if outcome == 'retry' then
@@ -62,10 +71,9 @@ if outcome == 'sent' then
   redis.call('HINCRBY', KEYS[3], 'batches_sent', 1)
   redis.call('HINCRBY', KEYS[3], 'contacts_sent', tonumber(ARGV[10]))
 end
-local children = tonumber(ARGV[13])
 for i = 1, children do
-  local child_id = ARGV[13 + i]
-  local contacts = ARGV[13 + children + i]
+  local child_id = ARGV[15 + i]
+  local contacts = ARGV[15 + children + i]
   local record = KEYS[8 + i]
   redis.call('HSET', record, 'key', f[4], 'contacts', contacts,
              'size', #cjson.decode(contacts), 'trigger', 'split', 'parent', ARGV[2],
@@ -77,7 +85,7 @@ for i = 1, children do
 end
 local dead = 0
 local at = string.format('%.3f', now_ms / 1000)
-for i = 14 + 2 * children, #ARGV, 2 do
+for i = 16 + 2 * children, #ARGV, 2 do
   local letter = string.sub(ARGV[i + 1], 1, -2) .. ',"at":' .. at .. '}'
   redis.call('HSET', KEYS[5], ARGV[i], letter)
   redis.call('ZADD', KEYS[6], now_ms, ARGV[i])

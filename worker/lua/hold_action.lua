@@ -26,8 +26,8 @@ if cjson.decode(parts[1]) ~= ARGV[5] then
 end
 if ARGV[4] == 'expire' then
   remove_held(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[2], ARGV[3])
-  expire_letter(KEYS[7], KEYS[8], KEYS[6], KEYS[5], ARGV[2], parts, now_ms,
-                'expired by an operator: ' .. ARGV[7])
+  drop_letter(KEYS[7], KEYS[8], KEYS[6], ARGV[2], parts, now_ms, 'expired',
+              'expired by an operator: ' .. ARGV[7])
   return 1
 end
 local schedule = parts[4] ~= '' and cjson.decode(parts[4]) or {}

@@ -7,7 +7,7 @@
 --
 -- KEYS[1] record of the hint batch {ns}:batch:{hint}   KEYS[2] inflight zset {ns}:inflight
 -- KEYS[3] ready keys zset {ns}:ready   batch key -> when it was last served (ms)
--- KEYS[4] gauges hash {ns}:gauges
+-- KEYS[4] gauges hash {ns}:gauges   KEYS[5] paused hash {ns}:paused (template or "*" -> ...)
 -- ARGV[1] now_ms ('' = Redis TIME)  ARGV[2] hint batch id  ARGV[3] lease_ms  ARGV[4] owner
 -- ARGV[5] resend unknown (0/1)  ARGV[6] key prefix "{ns}:"
 --
@@ -34,8 +34,12 @@ if (hint[1] == 'sending' or hint[1] == 'claimed') and tonumber(hint[2]) <= now_m
   redis.call('ZADD', KEYS[3], 'NX', 0, hint[3])
 end
 
-local keys = redis.call('ZRANGE', KEYS[3], 0, -1)
-for _, batch_key in ipairs(keys) do
+-- A paused template's batches wait, ready, for its resume (which hands them tokens).
+if redis.call('HEXISTS', KEYS[5], '*') == 1 then
+  return {'idle', '', '', 0, 0, now_ms, ''}
+end
+-- The oldest ready batches of one key, claimed if one can be; nil when none.
+local function pick_from(batch_key)
   local ready = prefix .. 'ready:' .. batch_key
   local ids = redis.call('ZRANGEBYSCORE', ready, '-inf', now_ms, 'LIMIT', 0, 20)
   for _, id in ipairs(ids) do
@@ -56,6 +60,17 @@ for _, batch_key in ipairs(keys) do
   end
   if redis.call('ZCARD', ready) == 0 then
     redis.call('ZREM', KEYS[3], batch_key)
+  end
+  return nil
+end
+
+for _, batch_key in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
+  local template = string.sub(batch_key, 1, -3)  -- a batch key is "<template>:<0|1>"
+  if redis.call('HEXISTS', KEYS[5], template) == 0 then
+    local r = pick_from(batch_key)
+    if r then
+      return r
+    end
   end
 end
 return {'idle', '', '', 0, 0, now_ms, ''}

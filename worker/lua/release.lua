@@ -25,8 +25,8 @@ for _, number in ipairs(due) do
   local parts = remove_held(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[9], batch_key, number)
   local expire_ms = tonumber(parts[6]) or 0
   if expire_ms > 0 and expire_ms <= now_ms then
-    expire_letter(KEYS[10], KEYS[11], KEYS[8], KEYS[9], batch_key, parts, now_ms,
-                  'expire_at passed while it was held (' .. parts[5] .. ')')
+    drop_letter(KEYS[10], KEYS[11], KEYS[8], batch_key, parts, now_ms, 'expired',
+                'expire_at passed while it was held (' .. parts[5] .. ')')
     expired = expired + 1
   else
     add_pending(KEYS[5], KEYS[6], KEYS[7], KEYS[9], batch_key, number,

@@ -39,6 +39,9 @@ class Limit:
 class Caps:
     limits: tuple[Limit, ...] = ()
     min_gap: int = 0  # seconds that must separate two calls to a number
+    # A contact over its cap: "hold" it until the cap frees, or "dead_letter" it at once
+    # (as `frequency_capped`). Either way, one whose expire_at comes first is dead-lettered.
+    over: str = "hold"
 
     @property
     def longest(self) -> int:
@@ -72,7 +75,8 @@ DEFAULT_CAPS = Caps(
     min_gap=4 * 3600,
 )
 NO_CAPS = Caps()
-CAPS_KEYS = ("limits", "min_gap")
+CAPS_KEYS = ("limits", "min_gap", "over")
+OVER = ("hold", "dead_letter")
 
 
 def parse_duration(value: object) -> int | None:
@@ -100,7 +104,13 @@ def caps_from_table(value: Any, path: str, base: Caps) -> Caps | list[str]:
     problems: list[str] = []
     unknown = sorted(set(value) - set(CAPS_KEYS))
     if unknown:
-        problems.append(f"{path}: unknown key(s) {', '.join(unknown)} (limits, min_gap)")
+        problems.append(f"{path}: unknown key(s) {', '.join(unknown)} (limits, min_gap, over)")
+    over = base.over
+    if "over" in value:
+        if value["over"] not in OVER:
+            problems.append(f'{path}.over: {value["over"]!r} is not "hold" or "dead_letter"')
+        else:
+            over = value["over"]
     min_gap = base.min_gap
     if "min_gap" in value:
         gap = parse_duration(value["min_gap"])
@@ -115,7 +125,7 @@ def caps_from_table(value: Any, path: str, base: Caps) -> Caps | list[str]:
     if "limits" in value:
         parsed = _limits(value["limits"], f"{path}.limits", problems)
         limits = parsed if parsed is not None else limits
-    return problems or Caps(limits, min_gap)
+    return problems or Caps(limits, min_gap, over)
 
 
 def _limits(value: Any, path: str, problems: list[str]) -> tuple[Limit, ...] | None:
