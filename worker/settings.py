@@ -475,12 +475,12 @@ def variable(name: str) -> str:
     return str(Settings.__dataclass_fields__[name].metadata["env"])
 
 
-def settings_or_exit(environ: Mapping[str, str] | None = None) -> Settings:
-    """For commands: the settings, or every problem on stderr and exit status 2."""
+def settings_or_exit(environ: Mapping[str, str] | None = None, prog: str = "") -> Settings:
+    """For commands: the settings, or every problem on stderr (after `prog: `) and exit 2."""
     try:
         return Settings.from_env(environ)
     except SettingsError as exc:
-        print(exc, file=sys.stderr)
+        print(f"{prog}: {exc}" if prog else exc, file=sys.stderr)
         raise SystemExit(2) from None
 
 
