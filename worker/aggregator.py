@@ -17,6 +17,7 @@ from typing import Any
 from worker.contacts import Contact, validate_contact
 from worker.errors import ContactError
 from worker.metrics import Metrics
+from worker.redis_health import RedisHealth, connection_error
 from worker.store import AppendResult, BatchStore, Clock
 
 log = logging.getLogger("levers.aggregator")
@@ -97,6 +98,7 @@ class Flusher:
         housekeeping: Callable[[], object] | None = None,
         on_reconnect: Callable[[], object] | None = None,
         reconnected: Callable[[], bool] | None = None,
+        health: RedisHealth | None = None,
         clock: Clock = time.time,
     ) -> None:
         self.store = store
@@ -107,6 +109,7 @@ class Flusher:
         self.housekeeping = housekeeping
         self.on_reconnect = on_reconnect
         self.reconnected = reconnected
+        self.health = health
         self.clock = clock
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -151,10 +154,17 @@ class Flusher:
             try:
                 self.run_once()
                 wait = self._wait_seconds()
-            except Exception:  # keep the thread alive through Redis blips; log each one
-                log.exception("flusher pass failed; retrying")
-                failing, wait = True, 1.0
+            except Exception as exc:  # keep the thread alive through Redis blips
+                if self.health is not None and connection_error(exc) is not None:
+                    # Said once by the health object; the wait grows up to its cap.
+                    wait = self.health.failed(exc)
+                else:
+                    log.exception("flusher pass failed; retrying")
+                    wait = 1.0
+                failing = True
             else:
+                if self.health is not None:
+                    self.health.succeeded()
                 # After a Redis outage, however short: a pass of ours failed, or some connection
                 # (a consumer's, a worker thread's) had to connect again.
                 came_back = failing or (self.reconnected is not None and self.reconnected())
