@@ -6,13 +6,17 @@ producer built from the environment on first use, never at import.
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import redis
 from dramatiq.brokers.redis import RedisBroker
 
+from producers.presence import mark_producer, no_worker_warning
 from worker.broker import build_broker, contact_message, enqueue_pipelined
 from worker.contacts import validate_contact
 from worker.errors import ContactError
@@ -23,6 +27,10 @@ PIPELINE_SIZE = 500
 # Contacts per dramatiq message in enqueue_contacts: the worker appends a message's contacts in
 # one round trip, so dramatiq's per-message cost is paid once per chunk, not once per contact.
 CHUNK_SIZE = 50
+# How often a long-lived producer looks again for a worker consuming its namespace.
+PRESENCE_CHECK_SECONDS = 60.0
+
+log = logging.getLogger("levers.producer")
 
 
 @dataclass(frozen=True)
@@ -39,9 +47,37 @@ class EnqueueResult:
 
 
 class Producer:
-    def __init__(self, settings: Settings, broker: RedisBroker | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        broker: RedisBroker | None = None,
+        *,
+        check_workers: bool = True,
+    ) -> None:
+        """`check_workers`: warn (log, once a minute at most) when no worker is consuming the
+        namespace, e.g. because producer and workers disagree on REDIS_URL or LEVERS_NAMESPACE
+        (see `producers.presence`)."""
         self.settings = settings
-        self.broker = broker or build_broker(settings)
+        if broker is None:
+            broker = build_broker(settings)
+            mark_producer(broker)
+        self.broker = broker
+        self.check_workers = check_workers
+        self._next_check = 0.0
+
+    def warn_without_workers(self) -> str | None:
+        """Log and return the no-worker warning when it is time to look and it applies."""
+        now = time.monotonic()
+        if not self.check_workers or now < self._next_check:
+            return None
+        self._next_check = now + PRESENCE_CHECK_SECONDS
+        try:
+            warning = no_worker_warning(self.broker.client, self.settings)
+        except redis.RedisError:
+            return None  # the enqueue that follows reports the connection itself
+        if warning:
+            log.warning(warning)
+        return warning
 
     def enqueue_contact(
         self,
@@ -69,12 +105,14 @@ class Producer:
             "dedupe_key": dedupe_key,
         }
         contact = validate_contact(_present(row), self.settings.default_region)
+        self.warn_without_workers()
         message = self.broker.enqueue(contact_message(contact.to_message()))
         return str(message.message_id)
 
     def enqueue_contacts(self, rows: Iterable[Mapping[str, Any]]) -> EnqueueResult:
         """Validate every row; enqueue the valid ones CHUNK_SIZE per message and PIPELINE_SIZE
         per round trip. A contact's id is `<message id>:<position in its message>`."""
+        self.warn_without_workers()
         result = EnqueueResult()
         pending: list[tuple[int, dict[str, Any]]] = []
         for index, row in enumerate(rows):

@@ -100,15 +100,24 @@ def send_message(batch_id: str) -> dramatiq.Message[Any]:
     )
 
 
-def enqueue_pipelined(broker: RedisBroker, messages: Iterable[dramatiq.Message[Any]]) -> int:
+def enqueue_pipelined(
+    broker: RedisBroker,
+    messages: Iterable[dramatiq.Message[Any]],
+    *,
+    pipe: redis.client.Pipeline | None = None,
+) -> int:
     """Enqueue many messages in one Redis round trip.
 
     Runs the broker's own enqueue script (the same arguments `RedisBroker.enqueue` passes) on a
     pipeline instead of one call per message. Each message still gets its own Redis-level id,
-    as `RedisBroker.enqueue` gives it, because that id is what the broker acks by.
+    as `RedisBroker.enqueue` gives it, because that id is what the broker acks by. Given `pipe`
+    (of `broker.client`, e.g. a MULTI transaction), the calls are added to it and the caller
+    executes it.
     """
     dispatch = broker.scripts["dispatch"]
-    pipe = broker.client.pipeline(transaction=False)
+    own = pipe is None
+    if pipe is None:
+        pipe = broker.client.pipeline(transaction=False)
     count = 0
     for message in messages:
         message = message.copy(options={"redis_message_id": str(uuid4())})
@@ -130,5 +139,6 @@ def enqueue_pipelined(broker: RedisBroker, messages: Iterable[dramatiq.Message[A
             client=pipe,
         )
         count += 1
-    pipe.execute()
+    if own:
+        pipe.execute()
     return count

@@ -8,6 +8,7 @@ aggregate actor (messages can come from anywhere that speaks dramatiq).
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 from collections.abc import Mapping
@@ -231,7 +232,16 @@ def _template_id(value: object) -> str | None:
         return None
     if not isinstance(value, str):
         raise ContactError(INVALID_TEMPLATE_ID, "template_id must be a UUID string")
+    canonical = _canonical_uuid(value)
+    if canonical is None:
+        raise ContactError(INVALID_TEMPLATE_ID, f"template_id {value!r} is not a UUID")
+    return canonical
+
+
+@functools.lru_cache(maxsize=1024)
+def _canonical_uuid(value: str) -> str | None:
+    # A file or a campaign names a handful of templates, thousands of times each.
     try:
         return str(uuid.UUID(value))
-    except ValueError as exc:
-        raise ContactError(INVALID_TEMPLATE_ID, f"template_id {value!r} is not a UUID") from exc
+    except ValueError:
+        return None

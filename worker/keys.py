@@ -119,3 +119,7 @@ class Keys:
     def dead_index(self) -> str:
         """Sorted set dead-letter id -> time (ms) it was dead-lettered, for listing and purging."""
         return f"{self.namespace}:dead:index"
+
+    def import_record(self, file_sha256: str) -> str:
+        """Hash: how far `levers-enqueue` got with the file of this content (for --resume)."""
+        return f"{self.namespace}:import:{file_sha256}"

@@ -273,6 +273,14 @@ class Settings:
         low=0,
         high=2**50,
     )
+    import_retention_seconds: int = env(
+        "LEVERS_IMPORT_RETENTION_SECONDS",
+        30 * 86400,
+        "how long levers-enqueue remembers a file it imported (to resume it, or to refuse "
+        "importing it twice), s",
+        low=3600,
+        high=3650 * 86400,
+    )
     # -- rate limits -----------------------------------------------------------------------
     max_requests_per_second: float = env(
         "LEVERS_MAX_REQUESTS_PER_SECOND",
