@@ -49,7 +49,9 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument(
         "--reason",
         metavar="REASON",
-        help="only dead letters with this reason: " + ", ".join(DEAD_LETTER_REASONS),
+        help="only dead letters with this reason: "
+        + ", ".join(DEAD_LETTER_REASONS)
+        + " (default: any)",
     )
     parser.add_argument(
         "--batch-key",
@@ -60,7 +62,7 @@ def add_parser(subparsers: Any) -> None:
         "--id",
         action="append",
         metavar="ID",
-        help="only this dead-letter id (repeat for several)",
+        help="only this dead-letter id (repeat for several; default: any)",
     )
     parser.add_argument(
         "--all", action="store_true", help="replay or purge every dead letter (default: off)"
