@@ -16,10 +16,10 @@ from typing import Any
 import redis
 from dramatiq.brokers.redis import RedisBroker
 
-from producers.presence import mark_producer, no_worker_warning
 from worker.broker import build_broker, contact_message, enqueue_pipelined
 from worker.contacts import validate_contact
 from worker.errors import ContactError
+from worker.presence import mark_producer, no_worker_warning
 from worker.settings import Settings
 
 # Contacts per Redis round trip in enqueue_contacts.
@@ -56,7 +56,7 @@ class Producer:
     ) -> None:
         """`check_workers`: warn (log, once a minute at most) when no worker is consuming the
         namespace, e.g. because producer and workers disagree on REDIS_URL or LEVERS_NAMESPACE
-        (see `producers.presence`)."""
+        (see `worker.presence`)."""
         self.settings = settings
         if broker is None:
             broker = build_broker(settings)

@@ -11,9 +11,9 @@ import pytest
 import redis
 
 from producers.api import Producer
-from producers.presence import heartbeats_key, no_worker_warning
 from tests.servers import RedisServer
 from worker.keys import Keys
+from worker.presence import heartbeats_key, no_worker_warning
 from worker.settings import Settings
 
 

@@ -30,7 +30,7 @@ from worker.commands import (
     paragraphs,
     positive_int,
 )
-from worker.connection import connect, describe
+from worker.connection import connect
 from worker.levers import Timeouts, TokenProvider
 from worker.readiness import AuthCheck, Readiness
 from worker.settings import Settings, settings_or_exit, variable
@@ -155,7 +155,7 @@ def start_endpoint(settings: Settings, supervisor: Supervisor, auth: AuthCheck) 
             store, settings.metrics_max_batch_keys, settings.max_requests_per_second
         )
     )
-    ready = Readiness(client, describe(settings), auth)
+    ready = Readiness(client, settings, auth)
     try:
         endpoint = Endpoint(settings.metrics_port, registry, supervisor.healthy, ready)
     except OSError as exc:

@@ -25,11 +25,11 @@ from pathlib import Path
 import httpx
 import redis
 
-from producers.presence import no_worker_warning
 from worker.actors import store_config
 from worker.contacts import batch_key
 from worker.keys import Keys
 from worker.local import RedisServer, answers, free_port
+from worker.presence import no_worker_warning
 from worker.sandbox import Sandbox, SandboxConfig
 from worker.settings import Settings
 from worker.store import BatchStore

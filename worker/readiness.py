@@ -1,4 +1,5 @@
-"""What `/readyz` of `levers-worker` checks: Redis answers, and Levers gives us a token.
+"""What `/readyz` of `levers-worker` checks: Redis answers, Levers gives us a token, and a
+worker consumes the namespace (its processes have started polling: a dramatiq heartbeat).
 
 Wrong Levers credentials are the commonest first-hour mistake, and without a check they show
 only later, as send retries and then dead letters. `levers-worker` makes one auth call at
@@ -17,9 +18,12 @@ from collections.abc import Callable
 
 import redis
 
+from worker.connection import describe
 from worker.errors import LeversAuthError
 from worker.levers import AUTH_PATH, TokenProvider
+from worker.presence import no_worker_warning
 from worker.redis_health import describe_error
+from worker.settings import Settings
 
 log = logging.getLogger("levers.readiness")
 
@@ -79,9 +83,10 @@ class AuthCheck:
 class Readiness:
     """The `/readyz` verdict: None when ready, else the first reason it is not."""
 
-    def __init__(self, client: redis.Redis, where: str, auth: AuthCheck) -> None:
+    def __init__(self, client: redis.Redis, settings: Settings, auth: AuthCheck) -> None:
         self.client = client
-        self.where = where
+        self.settings = settings
+        self.where = describe(settings)
         self.auth = auth
 
     def __call__(self) -> str | None:
@@ -90,4 +95,11 @@ class Readiness:
         except redis.RedisError as exc:
             return f"Redis at {self.where} does not answer ({describe_error(exc)})"
         problem = self.auth.check()
-        return None if problem is None else f"no Levers token: {problem}"
+        if problem is not None:
+            return f"no Levers token: {problem}"
+        try:
+            if no_worker_warning(self.client, self.settings) is not None:
+                return "the worker processes are not polling the queue yet"
+        except redis.RedisError as exc:
+            return f"Redis at {self.where} does not answer ({describe_error(exc)})"
+        return None

@@ -21,7 +21,6 @@ from producers.importer.rejects import RejectsFile, default_path
 from producers.importer.run import LISTED, Importer, Outcome
 from producers.importer.source import FileError, FileFacts, inspect, peek
 from producers.importer.validate import Defaults
-from producers.presence import mark_producer, no_worker_warning
 from worker.commands import (
     REDIS_VARIABLES,
     HelpFormatter,
@@ -36,6 +35,7 @@ from worker.commands import (
 )
 from worker.connection import describe
 from worker.keys import Keys
+from worker.presence import mark_producer, no_worker_warning
 from worker.settings import Settings, settings_or_exit
 
 PROG = "levers-enqueue"
