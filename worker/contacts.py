@@ -17,6 +17,7 @@ from typing import Any
 
 import phonenumbers
 
+from worker.e164 import check_plus_digits
 from worker.errors import ContactError
 
 MAX_NAME_LENGTH = 100
@@ -140,6 +141,11 @@ def normalise_number(raw: object, region: str | None = None) -> str:
             "the phone number is not in +E.164 form and no region was given "
             "(pass region= or set LEVERS_DEFAULT_REGION)",
         )
+    fast = check_plus_digits(text)  # most numbers in a file: same verdict, a third the cost
+    if fast is not None:
+        if not fast[0]:
+            raise ContactError(INVALID_NUMBER, "the phone number is not a valid number")
+        return fast[1]
     try:
         parsed = phonenumbers.parse(text, None if text.startswith("+") else region)
     except phonenumbers.NumberParseException as exc:
@@ -200,6 +206,8 @@ def _metadata(value: object) -> dict[str, Any] | None:
         raise ContactError(
             INVALID_METADATA, f"metadata key {RESERVED_METADATA_KEY!r} is reserved for correlation"
         )
+    if _surely_fits(value):
+        return value
     try:
         # allow_nan=False: NaN and Infinity are not JSON, and the request body must be.
         encoded = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
@@ -211,6 +219,17 @@ def _metadata(value: object) -> dict[str, Any] | None:
             INVALID_METADATA, f"metadata is {size} bytes serialised, over {MAX_METADATA_BYTES}"
         )
     return value
+
+
+def _surely_fits(value: dict[Any, Any]) -> bool:
+    """True when `value` is ASCII text keys and values whose JSON must fit MAX_METADATA_BYTES
+    (at most 6 bytes a character, escaped): the common case, without serialising it."""
+    total = 2
+    for key, item in value.items():
+        if type(key) is not str or type(item) is not str or not (key.isascii() and item.isascii()):
+            return False
+        total += 6 * (len(key) + len(item)) + 6
+    return total <= MAX_METADATA_BYTES
 
 
 def _prompt_tags(value: object) -> dict[str, str] | None:

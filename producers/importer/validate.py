@@ -12,10 +12,16 @@ import json
 import signal
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from producers.importer.columns import ColumnMap, RowError, csv_row, jsonl_row
+from producers.importer.columns import (
+    ColumnMap,
+    RowError,
+    compile_columns,
+    jsonl_row,
+    row_from_cells,
+)
 from worker.contacts import validate_contact
 from worker.errors import ContactError
 
@@ -50,6 +56,10 @@ class Validator:
     planned: tuple[str, ...]  # CSV: the canonical name of each column
     defaults: Defaults
     default_region: str | None
+    plan: list[tuple[int, str]] = field(default_factory=list, init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "plan", compile_columns(self.planned))
 
     def __call__(self, records: Sequence[Record]) -> list[Result]:
         return [self.one(line, raw) for line, raw in records]
@@ -58,7 +68,7 @@ class Validator:
         try:
             if isinstance(raw, Exception):
                 raise RowError(f"not valid CSV: {raw}")
-            fields = csv_row(raw, self.planned) if self.fmt == "csv" else self._jsonl(raw)
+            fields = row_from_cells(raw, self.plan) if self.fmt == "csv" else self._jsonl(raw)
             contact = validate_contact(self.defaults.apply(fields), self.default_region)
         except RowError as exc:
             return (line, INVALID_ROW, str(exc))
