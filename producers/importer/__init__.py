@@ -12,6 +12,7 @@ See `levers-enqueue --help` and docs/importing.md.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,6 @@ def read_rows(
     """The rows of a file as contact fields (or the RowError of each row that cannot be read),
     without validating or enqueueing them."""
     from producers.importer.columns import csv_row, jsonl_row, plan_header
-    from producers.importer.run import Importer  # noqa: F401 (same reading as the import)
 
     columns = columns or ColumnMap.build()
     facts = inspect(path, "utf-8")
@@ -48,8 +48,6 @@ def read_rows(
                 except RowError as exc:
                     yield exc
             return
-        import json
-
         for _, text in jsonl_records(handle):
             try:
                 obj = json.loads(text)

@@ -86,7 +86,8 @@ def test_wrong_credentials_are_said_once_and_readyz_waits_for_them(
     wait_for(
         lambda: httpx.get(readyz, timeout=5).status_code == 200, 20, what="/readyz to turn 200"
     )
-    assert worker.saw("Levers credentials work again")
+    # The line is written before the 200; reading it from the pipe may take a moment longer.
+    wait_for(lambda: worker.saw("Levers credentials work again"), 10, what="the recovery line")
     with worker._lock:
         lines = [line for _, line in worker.lines]
     assert sum(said in line for line in lines) == 1, "the failure was said more than once"
