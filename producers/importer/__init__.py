@@ -3,9 +3,11 @@
     source   the file: checked up front (SHA-256, encoding, lines), then read as numbered records
     columns  columns or keys -> contact fields (aliases, tag:/meta:, mapping options), header check
     run      the import: chunks of rows validated and enqueued, rejects set aside
+    validate rows to contact messages, in --jobs processes
     record   how far an import got, in Redis, written atomically with each chunk (--resume)
     rejects  the rejects file
-    cli      options, checks before any row is read, the summary
+    cli      options, checks before any row is read
+    summary  the progress bar and the summary, text or JSON
 
 See `levers-enqueue --help` and docs/importing.md.
 """
