@@ -13,7 +13,7 @@ import redis
 from producers.api import Producer
 from tests.servers import RedisServer
 from worker.keys import Keys
-from worker.presence import heartbeats_key, no_worker_warning
+from worker.presence import no_worker_warning
 from worker.settings import Settings
 
 
@@ -34,7 +34,7 @@ def test_the_python_api_warns_once_without_a_worker(
         assert "REDIS_URL and LEVERS_NAMESPACE" in warnings[0]
         # Its own enqueues left a producer's heartbeat: that does not count as a worker.
         assert no_worker_warning(redis_client, settings) is not None
-        key = heartbeats_key(Keys(settings.namespace))
+        key = Keys(settings.namespace).dramatiq_heartbeats
         redis_client.zadd(key, {"a-worker-id": int(time.time() * 1000)})  # as dramatiq writes it
         assert no_worker_warning(redis_client, settings) is None
         stale = int(time.time() * 1000) - settings.heartbeat_timeout_ms - 5000

@@ -23,7 +23,6 @@ from worker.connection import describe
 from worker.keys import Keys
 from worker.settings import Settings
 
-HEARTBEATS = "__heartbeats__"  # dramatiq's name, under the broker's namespace
 PRODUCER_PREFIX = "producer-"
 _LOOKED_AT = 50  # newest heartbeats read: producers' ids among them are skipped
 
@@ -33,17 +32,13 @@ def mark_producer(broker: RedisBroker) -> None:
     broker.broker_id = PRODUCER_PREFIX + str(uuid.uuid4())
 
 
-def heartbeats_key(keys: Keys) -> str:
-    return f"{keys.dramatiq}:{HEARTBEATS}"
-
-
 def no_worker_warning(
     client: redis.Redis, settings: Settings, now_ms: int | None = None
 ) -> str | None:
     """A one-line warning when no worker has polled this namespace lately, else None."""
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     newest: list[tuple[bytes, float]] = client.zrevrange(  # type: ignore[assignment]
-        heartbeats_key(Keys(settings.namespace)), 0, _LOOKED_AT - 1, withscores=True
+        Keys(settings.namespace).dramatiq_heartbeats, 0, _LOOKED_AT - 1, withscores=True
     )
     ages = [
         now_ms - score for member, score in newest if not _text(member).startswith(PRODUCER_PREFIX)
