@@ -6,13 +6,16 @@ producer built from the environment on first use, never at import.
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import dramatiq
+import redis
 from dramatiq.brokers.redis import RedisBroker
 from redis.client import Pipeline
 
@@ -22,6 +25,7 @@ from worker.contacts import SUPPRESSED, normalise_number, validate_contact
 from worker.errors import BacklogFullError, ContactError
 from worker.headroom import Headroom
 from worker.keys import Keys
+from worker.presence import mark_producer, no_worker_warning
 from worker.settings import Settings
 from worker.suppression import Suppression
 
@@ -30,6 +34,10 @@ PIPELINE_SIZE = 500
 # Contacts per dramatiq message in enqueue_contacts: the worker appends a message's contacts in
 # one round trip, so dramatiq's per-message cost is paid once per chunk, not once per contact.
 CHUNK_SIZE = 50
+# How often a long-lived producer looks again for a worker consuming its namespace.
+PRESENCE_CHECK_SECONDS = 60.0
+
+log = logging.getLogger("levers.producer")
 
 
 @dataclass(frozen=True)
@@ -46,14 +54,42 @@ class EnqueueResult:
 
 
 class Producer:
-    def __init__(self, settings: Settings, broker: RedisBroker | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        broker: RedisBroker | None = None,
+        *,
+        check_workers: bool = True,
+    ) -> None:
+        """`check_workers`: warn (log, once a minute at most) when no worker is consuming the
+        namespace, e.g. because producer and workers disagree on REDIS_URL or LEVERS_NAMESPACE
+        (see `worker.presence`)."""
         self.settings = settings
-        self.broker = broker or build_broker(settings)
+        if broker is None:
+            broker = build_broker(settings)
+            mark_producer(broker)
+        self.broker = broker
+        self.check_workers = check_workers
+        self._next_check = 0.0
         keys = Keys(settings.namespace)
         self.rules = settings.contact_rules
         self.queued = QueuedContacts(self.broker.client, keys)
         self.headroom = Headroom(self.broker.client, keys, settings.max_backlog_bytes)
         self.suppression = Suppression(self.broker.client, keys)
+
+    def warn_without_workers(self) -> str | None:
+        """Log and return the no-worker warning when it is time to look and it applies."""
+        now = time.monotonic()
+        if not self.check_workers or now < self._next_check:
+            return None
+        self._next_check = now + PRESENCE_CHECK_SECONDS
+        try:
+            warning = no_worker_warning(self.broker.client, self.settings)
+        except redis.RedisError:
+            return None  # the enqueue that follows reports the connection itself
+        if warning:
+            log.warning(warning)
+        return warning
 
     def enqueue_contact(
         self,
@@ -98,6 +134,7 @@ class Producer:
         contact = validate_contact(_present(row), self.rules)
         if self.suppression.check([contact.number]):
             raise ContactError(SUPPRESSED, "the number is on the do-not-call list")
+        self.warn_without_workers()
         self.headroom.check(1)
         [message] = self._enqueue([contact_message(contact.to_message())], [1])
         return str(message.message_id)
@@ -117,6 +154,7 @@ class Producer:
         it and nothing is sent: the caller executes it, so the whole call is enqueued together
         with the caller's own commands, or none of it is. The ids hold once it has run.
         """
+        self.warn_without_workers()
         result = EnqueueResult()
         pending: list[tuple[int, dict[str, Any]]] = []
         full: BacklogFullError | None = None

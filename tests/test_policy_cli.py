@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from worker.cli import admin_main
+from worker.admin import main as admin_main
 
 TEMPLATE = "0b6f3f4e-6a43-4a5e-9e59-7f3b3c1d2a10"
 GOOD = f"""

@@ -23,6 +23,7 @@ from worker.errors import ContactError
 from worker.holds import RELEASE_CHUNK, Holds
 from worker.metrics import Metrics
 from worker.outbox import Outbox
+from worker.redis_health import RedisHealth, connection_error
 from worker.rejects import Rejects
 from worker.scripting import as_text
 from worker.suppression import active
@@ -159,6 +160,7 @@ class Flusher:
         housekeeping: Callable[[], object] | None = None,
         on_reconnect: Callable[[], object] | None = None,
         reconnected: Callable[[], bool] | None = None,
+        health: RedisHealth | None = None,
     ) -> None:
         self.buffers = buffers
         self.outbox = outbox
@@ -169,6 +171,7 @@ class Flusher:
         self.housekeeping = housekeeping
         self.on_reconnect = on_reconnect
         self.reconnected = reconnected
+        self.health = health
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._next_housekeeping = 0.0
@@ -242,10 +245,17 @@ class Flusher:
         while not self._stop.is_set():
             try:
                 wait = self.run_once()
-            except Exception:  # keep the thread alive through Redis blips; log each one
-                log.exception("flusher pass failed; retrying")
-                failing, wait = True, 1.0
+            except Exception as exc:  # keep the thread alive through Redis blips
+                if self.health is not None and connection_error(exc) is not None:
+                    # Said once by the health object; the wait grows up to its cap.
+                    wait = self.health.failed(exc)
+                else:
+                    log.exception("flusher pass failed; retrying")
+                    wait = 1.0
+                failing = True
             else:
+                if self.health is not None:
+                    self.health.succeeded()
                 # After a Redis outage, however short: a pass of ours failed, or some connection
                 # (a consumer's, a worker thread's) had to connect again.
                 came_back = failing or (self.reconnected is not None and self.reconnected())

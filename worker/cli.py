@@ -1,29 +1,104 @@
-"""Console scripts: `levers-worker` (process supervisor + metrics endpoint) and `levers-admin`."""
+"""`levers-worker`: start-up checks, the metrics endpoint, then the process supervisor.
+
+Every mistake that stops start-up (a bad option or variable, no credentials, the metrics port
+taken) is one line on stderr and exit status 2. Wrong credentials and an unreachable Redis do
+not stop it: they are said once in the log, and `/readyz` answers 503 until they are put right.
+`levers-admin` lives in `worker.admin`.
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
+import errno
 import logging
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
-import time
 from pathlib import Path
-from typing import Any
+
+import httpx
 
 from worker import logs
+from worker.commands import (
+    HelpFormatter,
+    environment_help,
+    epilog,
+    exit_codes_help,
+    fail,
+    paragraphs,
+    positive_int,
+)
 from worker.connection import connect
-from worker.settings import Settings, settings_or_exit
+from worker.levers import Timeouts, TokenProvider
+from worker.readiness import AuthCheck, Readiness
+from worker.settings import Settings, settings_or_exit, variable
+from worker.supervisor import Supervisor
 
 log = logging.getLogger("levers.worker")
 
+PROG = "levers-worker"
+DEFAULT_THREADS = 8
+EXIT_CODES = (
+    (0, "stopped by SIGTERM or SIGINT after every worker process finished its requests"),
+    (
+        1,
+        "a worker process died; the others were stopped. Nothing restarts them here: run it "
+        "under systemd (Restart=always) or Kubernetes, which start it again",
+    ),
+    (
+        2,
+        "did not start: bad option or variable, no Levers credentials, or the metrics port "
+        "is taken",
+    ),
+)
 
-# -- levers-worker -------------------------------------------------------------------------
+
+def default_processes() -> int:
+    return os.cpu_count() or 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description=paragraphs(
+            "Run levers-batcher worker processes: each appends contacts from the "
+            "queue to their batches in Redis, cuts batches by size or age and sends them to "
+            "Levers within the rate limits. Serves /metrics, /healthz and /readyz on "
+            "LEVERS_METRICS_PORT. Producers and workers must share REDIS_URL and LEVERS_NAMESPACE."
+        ),
+        formatter_class=HelpFormatter,
+        epilog=epilog(
+            exit_codes_help(EXIT_CODES),
+            environment_help()
+            + "\n  PROMETHEUS_MULTIPROC_DIR        directory of the processes' metrics files, "
+            "emptied at\n                                  start; default: "
+            "$TMPDIR/levers-metrics-<LEVERS_METRICS_PORT>",
+        ),
+    )
+    parser.add_argument(
+        "--processes",
+        type=positive_int,
+        default=default_processes(),
+        metavar="N",
+        help="worker processes (default: the CPU count, %(default)s here)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=positive_int,
+        default=DEFAULT_THREADS,
+        metavar="M",
+        help="aggregator threads per process (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--send-threads",
+        type=positive_int,
+        metavar="S",
+        help="sender threads per process, a pool of their own so that a send waiting for "
+        "its rate-limit slot never delays appends (default: as many as --threads)",
+    )
+    return parser
 
 
 def prepare_metrics_dir(port: int) -> Path:
@@ -41,32 +116,8 @@ def prepare_metrics_dir(port: int) -> Path:
     return path
 
 
-def start_endpoint(settings: Settings, supervisor: Supervisor) -> None:
-    """/metrics, /healthz and /readyz on LEVERS_METRICS_PORT (see docs/metrics.md)."""
-    # Imported here, after PROMETHEUS_MULTIPROC_DIR is set: prometheus_client reads it on import.
-    import httpx
-    import redis
-    from prometheus_client import CollectorRegistry, multiprocess
-
-    from worker.buffers import Buffers
-    from worker.errors import LeversAuthError
-    from worker.exposition import Endpoint, RedisStateCollector
-    from worker.holds import Holds
-    from worker.keys import Keys
-    from worker.levers import Timeouts, TokenProvider
-    from worker.runtime import buffer_config
-
-    client = connect(settings)
-    keys = Keys(settings.namespace)
-    buffers = Buffers(client, keys, buffer_config(settings))
-    holds = Holds(client, keys, buffer_config(settings))
-    registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-    registry.register(
-        RedisStateCollector(
-            buffers, holds, settings.metrics_max_batch_keys, settings.max_requests_per_second
-        )
-    )
+def auth_check(settings: Settings) -> AuthCheck:
+    """The Levers credentials check shared by start-up and /readyz."""
     tokens = TokenProvider(
         httpx.Client(
             base_url=settings.base_url,
@@ -76,318 +127,79 @@ def start_endpoint(settings: Settings, supervisor: Supervisor) -> None:
         client_secret=settings.client_secret,
         api_token=settings.api_token,
     )
-
-    def ready() -> str | None:
-        try:
-            client.ping()
-        except redis.RedisError as exc:
-            return f"Redis does not answer ({type(exc).__name__})"
-        try:
-            tokens.get()
-        except LeversAuthError as exc:
-            return f"no Levers token: {exc}"
-        return None
-
-    Endpoint(settings.metrics_port, registry, supervisor.healthy, ready).start()
-
-
-class Supervisor:
-    """Runs N worker processes; exits non-zero if one dies, so systemd or Kubernetes notice."""
-
-    def __init__(self, processes: int, threads: int, send_threads: int) -> None:
-        self.processes = processes
-        self.threads = threads
-        self.send_threads = send_threads
-        self.children: list[subprocess.Popen[bytes]] = []
-        self.stopping = threading.Event()
-        self.signals = 0
-
-    def spawn(self) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "worker.process",
-                "--threads",
-                str(self.threads),
-                "--send-threads",
-                str(self.send_threads),
-            ]
-        )
-
-    def healthy(self) -> bool:
-        return not self.stopping.is_set() and all(c.poll() is None for c in self.children)
-
-    def on_signal(self, signum: int, _frame: Any) -> None:
-        self.signals += 1
-        self.stopping.set()
-        # First signal: graceful (finish requests in flight). Second: stop at once.
-        sig = signal.SIGTERM if self.signals == 1 else signal.SIGKILL
-        for child in self.children:
-            if child.poll() is None:
-                child.send_signal(sig)
-
-    def run(self) -> int:
-        signal.signal(signal.SIGTERM, self.on_signal)
-        signal.signal(signal.SIGINT, self.on_signal)
-        self.children = [self.spawn() for _ in range(self.processes)]
-        log.info(
-            "levers-worker started",
-            extra={
-                "processes": self.processes,
-                "threads": self.threads,
-                "pids": ",".join(str(c.pid) for c in self.children),
-            },
-        )
-        announced = 0
-        while True:
-            if self.signals != announced:
-                announced = self.signals
-                if announced == 1:
-                    log.info(
-                        "stopping: finishing requests in flight; a second signal stops at once"
-                    )
-                else:
-                    log.warning("stopping at once")
-            for child in self.children:
-                code = child.poll()
-                if code is not None and not self.stopping.is_set():
-                    log.error("worker process died", extra={"pid": child.pid, "code": code})
-                    self.on_signal(signal.SIGTERM, None)
-            if all(child.poll() is not None for child in self.children):
-                break
-            # Not stopping.wait(): once stopping is set it returns at once, and this loop would
-            # spin on a core while the processes finish their requests.
-            time.sleep(0.2)
-        codes = [child.returncode for child in self.children]
-        clean = self.signals > 0 and all(code == 0 for code in codes)
-        return 0 if clean else 1
-
-
-def worker_main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="levers-worker", description="Run levers-batcher worker processes."
+    via = (
+        f" (check {variable('client_id')} and {variable('client_secret')})"
+        if not settings.api_token
+        else ""
     )
-    parser.add_argument("--processes", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--threads", type=int, default=8, help="aggregator threads per process")
-    parser.add_argument(
-        "--send-threads", type=int, help="sender threads per process (default: --threads)"
-    )
-    args = parser.parse_args(argv)
-    settings = settings_or_exit()
-    if not settings.has_credentials:
-        print(
-            "invalid configuration:\n  set LEVERS_API_TOKEN, or LEVERS_CLIENT_ID and "
-            "LEVERS_CLIENT_SECRET (or their *_FILE variants)",
-            file=sys.stderr,
-        )
-        return 2
-    from worker.policy import policy_or_exit
-
-    policy_or_exit(settings)  # a bad policy file stops start-up here, not in every process
-    logs.configure(settings.log_level, settings.log_format)
-    prepare_metrics_dir(settings.metrics_port)
-    threads = max(1, args.threads)
-    send_threads = max(1, args.send_threads or threads)
-    supervisor = Supervisor(max(1, args.processes), threads, send_threads)
-    if settings.metrics_port:
-        start_endpoint(settings, supervisor)
-    return supervisor.run()
+    return AuthCheck(tokens, settings.base_url, hint=via)
 
 
-# -- levers-admin --------------------------------------------------------------------------
+def start_endpoint(settings: Settings, supervisor: Supervisor, auth: AuthCheck) -> None:
+    """/metrics, /healthz and /readyz on LEVERS_METRICS_PORT (see docs/metrics.md); exit 2 with
+    one line when the port cannot be had."""
+    # Imported here, after PROMETHEUS_MULTIPROC_DIR is set: prometheus_client reads it on import.
+    from prometheus_client import CollectorRegistry, multiprocess
 
-
-def status_report(settings: Settings) -> dict[str, Any]:
-    """Everything `levers-admin status` shows, text or JSON, gathered in one place."""
-    from worker.backlog import read_backlog, read_totals
     from worker.buffers import Buffers
+    from worker.exposition import Endpoint, RedisStateCollector
     from worker.holds import Holds
     from worker.keys import Keys
     from worker.runtime import buffer_config
 
     client = connect(settings)
     keys = Keys(settings.namespace)
-    buffers = Buffers(client, keys, buffer_config(settings))
-    holds = Holds(client, keys, buffer_config(settings))
-    backlog = read_backlog(client, keys)
-    oldest = holds.oldest_age()
-    return {
-        "namespace": settings.namespace,
-        "backlog_contacts": backlog.total,
-        "queued_contacts": backlog.queued,
-        "queue_messages": backlog.queue_messages,
-        "pending": [
-            {
-                "batch_key": s.batch_key,
-                "contacts": s.pending,
-                "oldest_age_seconds": round(s.oldest_age_seconds, 3),
-            }
-            for s in buffers.pending_status()
-        ],
-        "held": {
-            "by_reason": holds.counts(),
-            "oldest_age_seconds": None if oldest is None else round(oldest, 3),
-            "by_batch_key": [
-                {
-                    "batch_key": k.batch_key,
-                    "contacts": k.held,
-                    "next_release_utc": _utc(k.next_release),
-                }
-                for k in holds.per_key()
-            ],
-        },
-        "batches_in_flight": backlog.batches,
-        "contacts_in_flight": backlog.in_flight,
-        "totals": read_totals(client, keys),
-        "dead_letters": client.zcard(keys.dead_index),
-    }
-
-
-def _utc(seconds: float | None) -> str | None:
-    if seconds is None:
-        return None
-    from datetime import UTC, datetime
-
-    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def print_status(report: dict[str, Any]) -> None:
-    print(f"namespace: {report['namespace']}")
-    print(f"backlog: {report['backlog_contacts']} contacts not yet sent")
-    messages = report["queue_messages"]
-    print(
-        f"queued contacts (not yet aggregated): {report['queued_contacts']} "
-        f"(messages: {messages['queue']} in the queue, {messages['delayed']} waiting to be "
-        f"retried, {messages['failed']} failed)"
-    )
-    print("pending contacts by batch key:")
-    if not report["pending"]:
-        print("  (none)")
-    for row in report["pending"]:
-        age = row["oldest_age_seconds"]
-        print(f"  {row['batch_key']:<45} {row['contacts']:>7}  oldest {age:.1f}s")
-    held = report["held"]
-    reasons = ", ".join(f"{r}={n}" for r, n in held["by_reason"].items())
-    oldest = held["oldest_age_seconds"]
-    print(f"held contacts: {reasons}" + ("" if oldest is None else f" (oldest {oldest:.0f}s)"))
-    for row in held["by_batch_key"]:
-        opening = row["next_release_utc"] or "none known (an operator or a policy change)"
-        print(f"  {row['batch_key']:<45} {row['contacts']:>7}  next release {opening}")
-    batches, contacts = report["batches_in_flight"], report["contacts_in_flight"]
-    print(
-        "batches in flight: "
-        + ", ".join(f"{state}={batches[state]} ({contacts[state]} contacts)" for state in batches)
-    )
-    totals = report["totals"]
-    rejected = {k[len("rejected_") :]: v for k, v in totals.items() if k.startswith("rejected_")}
-    print("totals:")
-    for name in (
-        "contacts_appended",
-        "contacts_merged",
-        "contacts_duplicate",
-        "batches_cut_size",
-        "batches_cut_time",
-        "batches_sent",
-        "contacts_sent",
-        "contacts_dead",
-    ):
-        print(f"  {name:<22} {totals.get(name, 0)}")
-    print("rejected: " + (", ".join(f"{k}={v}" for k, v in sorted(rejected.items())) or "0"))
-    print(f"dead letters held: {report['dead_letters']}")
-
-
-def print_dead_letters(records: list[dict[str, Any]]) -> None:
-    from worker.contacts import mask_number
-
-    if not records:
-        print("no dead letters")
-        return
-    print(f"{'id':<36} {'reason':<18} {'status':>6} {'number':<16} {'batch key':<40} detail")
-    for r in records:
-        number = mask_number(r["contact"]["numberToCall"])
-        detail = str(r.get("detail") or "").replace("\n", " ")[:60]
-        status, key = r.get("status") or "", r["batch_key"]
-        print(f"{r['id']:<36} {r['reason']:<18} {status:>6} {number:<16} {key:<40} {detail}")
-    print(f"{len(records)} dead letters")
-
-
-def dead_letters_command(settings: Settings, args: argparse.Namespace) -> int:
-
-    from worker.deadletters import DeadLetters
-    from worker.keys import Keys
-
-    client = connect(settings)
-    dead = DeadLetters(client, Keys(settings.namespace))
-    if args.action != "list" and not (args.reason or args.id or args.batch_key or args.all):
-        print(
-            f"levers-admin: {args.action} needs --reason, --batch-key, --id or --all",
-            file=sys.stderr,
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    registry.register(
+        RedisStateCollector(
+            Buffers(client, keys, buffer_config(settings)),
+            Holds(client, keys, buffer_config(settings)),
+            settings.metrics_max_batch_keys,
+            settings.max_requests_per_second,
         )
-        return 2
-    records = list(dead.select(reason=args.reason, batch_key=args.batch_key, ids=args.id or ()))
-    if args.action == "list":
-        records = records[: args.limit] if args.limit else records
-        if args.json:
-            # Whole records, numbers unmasked: for reconciliation with Levers' call logs.
-            for record in records:
-                print(json.dumps(record, sort_keys=True))
-        else:
-            print_dead_letters(records)
-        return 0
-    if args.action == "purge":
-        removed = dead.delete(r["id"] for r in records)
-        print(f"purged {removed} dead letters")
-        return 0
-    from producers.api import Producer
-
-    producer = Producer(settings)
-    try:
-        result = dead.replay(records, producer.enqueue_contacts)
-    finally:
-        producer.close()
-    print(f"replayed {len(result.replayed)} dead letters")
-    for dl_id, reason in result.refused:
-        print(f"  kept {dl_id}: {reason}")
-    return 1 if result.refused else 0
-
-
-def admin_main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="levers-admin", description="Inspect levers-batcher state."
     )
-    sub = parser.add_subparsers(dest="command", required=True)
-    status = sub.add_parser("status", help="pending contacts, batches in flight, totals")
-    status.add_argument("--json", action="store_true", help="machine-readable output")
-    dead = sub.add_parser("dead-letters", help="list, replay or purge dead letters")
-    dead.add_argument("action", choices=["list", "replay", "purge"])
-    dead.add_argument("--reason", help="only this reason (e.g. unknown_outcome)")
-    dead.add_argument("--batch-key", help="only this batch key (template:updateExisting)")
-    dead.add_argument("--id", action="append", help="only this dead-letter id (repeatable)")
-    dead.add_argument("--all", action="store_true", help="replay or purge every dead letter")
-    dead.add_argument("--limit", type=int, default=0, help="list at most this many")
-    dead.add_argument("--json", action="store_true", help="whole records, numbers unmasked")
-    from worker.policy import cli as policy_cli
+    ready = Readiness(client, settings, auth)
+    try:
+        endpoint = Endpoint(settings.metrics_port, registry, supervisor.healthy, ready)
+    except OSError as exc:
+        why = "already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
+        raise fail(
+            PROG,
+            f"cannot serve metrics on port {settings.metrics_port} "
+            f"({variable('metrics_port')}={settings.metrics_port}): {why}. Each levers-worker "
+            f"on a host needs its own {variable('metrics_port')} (0 turns the endpoint off)",
+        ) from None
+    endpoint.start()
 
-    policy_cli.add_parser(sub)
-    from worker import holds_cli
 
-    holds_cli.add_parser(sub)
-    args = parser.parse_args(argv)
-    if args.command == "policy":
-        return policy_cli.handle(args)
-    settings = settings_or_exit()
-    if args.command == "holds":
-        return holds_cli.handle(settings, args)
-    if args.command == "dead-letters":
-        return dead_letters_command(settings, args)
-    report = status_report(settings)
-    if args.json:
-        print(json.dumps(report, indent=2))
-    else:
-        print_status(report)
-    return 0
+def worker_main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = settings_or_exit(prog=PROG)
+    if not settings.has_credentials:
+        raise fail(
+            PROG,
+            "no Levers credentials: set LEVERS_API_TOKEN, or LEVERS_CLIENT_ID and "
+            "LEVERS_CLIENT_SECRET (or their *_FILE variants)",
+        )
+    from worker.errors import PolicyError
+    from worker.policy import policy_from_settings
+
+    try:
+        policy_from_settings(settings)  # a bad policy stops start-up here, not in every process
+    except PolicyError as exc:
+        raise fail(PROG, str(exc)) from None
+    logs.configure(settings.log_level, settings.log_format)
+    prepare_metrics_dir(settings.metrics_port)
+    supervisor = Supervisor(args.processes, args.threads, args.send_threads or args.threads)
+    auth = auth_check(settings)
+    if settings.metrics_port:
+        start_endpoint(settings, supervisor, auth)
+    # One auth call at start-up, beside the start of the processes rather than before it:
+    # a slow Levers must not delay consuming. Its verdict is logged once (worker.readiness).
+    threading.Thread(target=auth.check, name="levers-auth-check", daemon=True).start()
+    return supervisor.run()
 
 
 if __name__ == "__main__":
-    raise SystemExit(worker_main())
+    sys.exit(worker_main())

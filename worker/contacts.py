@@ -8,6 +8,7 @@ aggregate actor (messages can come from anywhere that speaks dramatiq).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import unicodedata
@@ -23,6 +24,7 @@ import phonenumbers
 from phonenumbers import PhoneNumberType
 from phonenumbers import timezone as phone_timezone
 
+from worker.e164 import check_plus_digits
 from worker.errors import ContactError
 
 MAX_NAME_LENGTH = 100
@@ -202,6 +204,11 @@ def normalise_number(
             "the phone number is not in +E.164 form and no region was given "
             "(pass region= or set LEVERS_DEFAULT_REGION)",
         )
+    fast = check_plus_digits(text)  # most numbers in a file: same verdict, a third the cost
+    if fast is not None:
+        if not fast[0]:
+            raise ContactError(INVALID_NUMBER, "the phone number is not a valid number")
+        return fast[1]
     try:
         parsed = phonenumbers.parse(text, None if text.startswith("+") else region)
     except phonenumbers.NumberParseException as exc:
@@ -353,6 +360,8 @@ def _metadata(value: object) -> dict[str, Any] | None:
         raise ContactError(
             INVALID_METADATA, f"metadata key {RESERVED_METADATA_KEY!r} is reserved for correlation"
         )
+    if _surely_fits(value):
+        return value
     try:
         # allow_nan=False: NaN and Infinity are not JSON, and the request body must be.
         encoded = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
@@ -364,6 +373,17 @@ def _metadata(value: object) -> dict[str, Any] | None:
             INVALID_METADATA, f"metadata is {size} bytes serialised, over {MAX_METADATA_BYTES}"
         )
     return value
+
+
+def _surely_fits(value: dict[Any, Any]) -> bool:
+    """True when `value` is ASCII text keys and values whose JSON must fit MAX_METADATA_BYTES
+    (at most 6 bytes a character, escaped): the common case, without serialising it."""
+    total = 2
+    for key, item in value.items():
+        if type(key) is not str or type(item) is not str or not (key.isascii() and item.isascii()):
+            return False
+        total += 6 * (len(key) + len(item)) + 6
+    return total <= MAX_METADATA_BYTES
 
 
 def _prompt_tags(value: object) -> dict[str, str] | None:
@@ -385,7 +405,16 @@ def _template_id(value: object) -> str | None:
         return None
     if not isinstance(value, str):
         raise ContactError(INVALID_TEMPLATE_ID, "template_id must be a UUID string")
+    canonical = _canonical_uuid(value)
+    if canonical is None:
+        raise ContactError(INVALID_TEMPLATE_ID, f"template_id {value!r} is not a UUID")
+    return canonical
+
+
+@functools.lru_cache(maxsize=1024)
+def _canonical_uuid(value: str) -> str | None:
+    # A file or a campaign names a handful of templates, thousands of times each.
     try:
         return str(uuid.UUID(value))
-    except ValueError as exc:
-        raise ContactError(INVALID_TEMPLATE_ID, f"template_id {value!r} is not a UUID") from exc
+    except ValueError:
+        return None

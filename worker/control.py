@@ -65,7 +65,11 @@ class Control:
 
     def paused(self) -> dict[str, dict[str, Any]]:
         """Paused templates ("*": everything) -> who paused them, when, why."""
-        raw = self.client.hgetall(self.keys.paused)
+        return self.read_paused(self.client, self.keys)
+
+    @staticmethod
+    def read_paused(client: redis.Redis, keys: Keys) -> dict[str, dict[str, Any]]:
+        raw = client.hgetall(keys.paused)
         return {as_text(k): json.loads(v) for k, v in raw.items()}
 
     # -- acting ------------------------------------------------------------------------------

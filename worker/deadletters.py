@@ -36,6 +36,16 @@ EXPIRED = "expired"  # its expire_at came before it could be called
 SUPPRESSED = "suppressed"  # put on the do-not-call list after it was accepted
 FREQUENCY_CAPPED = "frequency_capped"  # over its caps, and its expire_at (or the policy) says so
 CANCELLED = "cancelled"  # an operator cancelled its template (replayable)
+REASONS = (
+    UNKNOWN_OUTCOME,
+    RETRIES_EXHAUSTED,
+    REJECTED_BY_LEVERS,
+    INVALID_CONTACT,
+    EXPIRED,
+    SUPPRESSED,
+    FREQUENCY_CAPPED,
+    CANCELLED,
+)
 
 
 def letter(

@@ -1,17 +1,19 @@
-"""`python -m worker.demo [--ingest]`: the whole product end to end on this machine.
+"""`python -m worker.demo` (`./scripts/demo`): the whole product end to end on this machine.
 
 Uses the Redis at REDIS_URL (or starts a private `redis-server`), starts the sandbox and a
-worker, enqueues about 1,000 sample contacts over three templates and both `updateExisting`
-values, waits until every one was sent, prints what the sandbox received per batch key, and
-stops what it started. It writes only under a namespace of its own and deletes only that.
+worker, writes 1,003 sample contacts over three templates and both `updateExisting` values to a
+CSV file (three of them invalid) and imports it with `levers-enqueue`, waits until every
+accepted contact was sent, prints what the sandbox received per batch key, and stops what it
+started. It writes only under a namespace of its own and deletes only that.
 
-With `--ingest` it enqueues nothing itself: it starts `levers-ingest` too, prints a token and
+With `--ingest` it imports nothing itself: it starts `levers-ingest` too, prints a token and
 a curl command, and prints each request the sandbox receives until Ctrl-C.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import secrets
@@ -31,11 +33,11 @@ from typing import Any
 import httpx
 import redis
 
-from producers.api import Producer
 from worker.backlog import read_totals
 from worker.contacts import batch_key, mask_number
 from worker.keys import Keys
 from worker.local import RedisServer, answers, free_port
+from worker.presence import no_worker_warning
 from worker.sandbox import Sandbox, SandboxConfig
 from worker.settings import Settings
 
@@ -45,24 +47,32 @@ DEMO_ID, DEMO_SECRET = "demo-client", "demo-secret"
 DEMO_INGEST_PORT = 8088
 
 
-def sample_rows() -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
-    for i in range(CONTACTS):
-        rows.append(
-            {
-                "number": f"+9665{10_000_000 + i:08d}",
-                "first_name": f"Customer {i}",
-                "template_id": TEMPLATES[i % 3],
-                "update_existing": (i // 3) % 2 == 1,
-                "metadata": {"crm_id": str(i)},
-                "prompt_tags": {"amount": str(100 + i % 50)},
-            }
+def write_sample_csv(path: Path) -> int:
+    """The demo's contacts as a CSV a user might export; returns how many are valid."""
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(
+            ["number", "first_name", "template_id", "update_existing", "meta:crm_id", "tag:amount"]
         )
-    # A few rows a real import would have: refused before anything is enqueued.
-    rows.append({"number": "+96612341234"})  # too short to be a Saudi number
-    rows.append({"number": "0501234567"})  # national format, no region given
-    rows.append({"number": "+966501234567", "prompt_tags": {"amount": 120}})
-    return rows
+        for i in range(CONTACTS):
+            writer.writerow(
+                [
+                    f"+9665{10_000_000 + i:08d}",
+                    f"Customer {i}",
+                    TEMPLATES[i % 3] or "",
+                    "true" if (i // 3) % 2 == 1 else "false",
+                    str(i),
+                    str(100 + i % 50),
+                ]
+            )
+        # A few rows a real import would have: refused, each reported by its line.
+        writer.writerow(["+96612341234", "Too short", "", "", "", ""])  # not a valid number
+        writer.writerow(["0501234567", "National", "", "", "", ""])  # no region given
+        writer.writerow(["+966501234567", "Bad template", "not-a-uuid", "", "", ""])
+    return CONTACTS
+
+
+ABOUT = "The product end to end on this machine; ./scripts/demo --help says what it does."
 
 
 def run(ingest: bool = False) -> int:
@@ -103,17 +113,22 @@ def run(ingest: bool = False) -> int:
         env={**env, "LEVERS_LOG_LEVEL": "WARNING"},
     )
     client = redis.Redis.from_url(url)
+    work = Path(tempfile.mkdtemp(prefix="levers-demo-"))
     try:
+        wait_ready(settings, client, worker)
         if ingest:
             return serve_ingest(env, sandbox, worker)
         started = time.monotonic()
-        producer = Producer(settings)
-        result = producer.enqueue_contacts(sample_rows())
-        producer.close()
-        print(f"enqueued {len(result.accepted)} contacts; refused {len(result.rejected)}:")
-        for rejection in result.rejected:
-            print(f"  row {rejection.index}: {rejection.reason}: {rejection.message}")
-        expected = len(result.accepted)
+        contacts = work / "contacts.csv"
+        valid = write_sample_csv(contacts)
+        print(f"$ levers-enqueue {contacts.name}")
+        subprocess.run(
+            [sys.executable, "-m", "producers.importer", contacts.name, "--no-progress"],
+            env=env,
+            cwd=work,
+            check=False,
+        )
+        expected = valid
         deadline = time.monotonic() + 120
         while sum(len(r.body["contacts"]) for r in sandbox.accepted()) < expected:
             if worker.poll() is not None or time.monotonic() > deadline:
@@ -132,12 +147,28 @@ def run(ingest: bool = False) -> int:
         worker.send_signal(signal.SIGTERM)
         worker.wait(30)
         sandbox.stop()
+        shutil.rmtree(work, ignore_errors=True)
         for key in client.scan_iter(match=f"{namespace}:*", count=1000):
             client.delete(key)
         client.close()
         if own_redis:
             own_redis.stop()
             shutil.rmtree(own_redis.directory, ignore_errors=True)
+
+
+def wait_ready(settings: Settings, client: redis.Redis, worker: subprocess.Popen[bytes]) -> None:
+    """Until the worker's /readyz answers 200 (Redis answers, the sandbox gave a token) and its
+    processes poll the queue (a heartbeat in the namespace)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and worker.poll() is None:
+        try:
+            url = f"http://127.0.0.1:{settings.metrics_port}/readyz"
+            ready = httpx.get(url, timeout=1).status_code == 200
+        except httpx.HTTPError:
+            ready = False
+        if ready and no_worker_warning(client, settings) is None:
+            return
+        time.sleep(0.1)
 
 
 def print_table(sandbox: Sandbox, expected: int, elapsed: float) -> None:
@@ -252,9 +283,7 @@ def port_is_free(port: int) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="demo", description="levers-batcher end to end on this machine."
-    )
+    parser = argparse.ArgumentParser(prog="python -m worker.demo", description=ABOUT)
     parser.add_argument(
         "--ingest",
         action="store_true",

@@ -22,7 +22,12 @@ class LeversBatcherError(Exception):
 class SettingsError(LeversBatcherError):
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
-        super().__init__("invalid configuration:\n  " + "\n  ".join(problems))
+        # One line for one problem (the common case); a list when there are several.
+        if len(problems) == 1:
+            text = f"invalid configuration: {problems[0]}"
+        else:
+            text = f"invalid configuration ({len(problems)} problems):\n  " + "\n  ".join(problems)
+        super().__init__(text)
 
 
 class PolicyError(LeversBatcherError):

@@ -18,6 +18,12 @@ class Keys:
         """Prefix handed to dramatiq's RedisBroker for its queues and heartbeats."""
         return f"{self.namespace}:dramatiq"
 
+    @property
+    def dramatiq_heartbeats(self) -> str:
+        """dramatiq's sorted set broker id -> last heartbeat (ms), written by every fetch (and
+        enqueue) of every worker and producer: who is consuming this namespace."""
+        return f"{self.dramatiq}:__heartbeats__"
+
     def pending(self, batch_key: str) -> str:
         """Hash E.164 -> stored contact: the open batch of one batch key."""
         return f"{self.namespace}:pending:{batch_key}"
@@ -197,3 +203,7 @@ class Keys:
         """String, the answer levers-ingest gave to a POST with this `Idempotency-Key`, kept
         (LEVERS_INGEST_IDEMPOTENCY_SECONDS) so that a retry enqueues nothing twice."""
         return f"{self.namespace}:ingest:idempotency:{key}"
+
+    def import_record(self, file_sha256: str) -> str:
+        """Hash: how far `levers-enqueue` got with the file of this content (for --resume)."""
+        return f"{self.namespace}:import:{file_sha256}"

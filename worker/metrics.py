@@ -8,7 +8,7 @@ never a phone number or a template id.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 BATCH_SIZE_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000)
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -118,6 +118,13 @@ class Metrics:
         )
         self.token_failures = Counter(
             "levers_token_failures", "Failed attempts to obtain a JWT.", registry=r
+        )
+        # livemin: the endpoint shows 0 while any live worker process cannot reach Redis.
+        self.redis_up = Gauge(
+            "levers_redis_up",
+            "1 while this worker process reaches Redis, 0 during an outage.",
+            multiprocess_mode="livemin",
+            registry=r,
         )
         self.rate_wait = Histogram(
             "levers_rate_limit_wait_seconds",

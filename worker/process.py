@@ -12,15 +12,18 @@ import logging
 import signal
 import threading
 import uuid
+from typing import Any
 
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware.prometheus import Prometheus
 
-from worker import logs
+from worker import logs, redis_health
 from worker.actors import declare_actors
 from worker.broker import BATCHES_QUEUE, CONTACTS_QUEUE, ReconnectWatch, build_broker
+from worker.connection import describe
 from worker.metrics import Metrics
+from worker.redis_health import RedisHealth
 from worker.runtime import Runtime
 from worker.settings import Settings, settings_or_exit
 
@@ -37,18 +40,40 @@ def new_broker_identity(broker: RedisBroker) -> None:
     being processed may then run twice, which the actors are built for.
     """
     old, broker.broker_id = broker.broker_id, str(uuid.uuid4())
-    log.warning("Redis is back: new broker id", extra={"old": old, "new": broker.broker_id})
+    # Debug only: the outage itself is said once by RedisHealth, and every connection that
+    # reconnects after it may bring one of these.
+    log.debug("new broker id after a reconnect", extra={"old": old, "new": broker.broker_id})
+
+
+class HealthWatch(ReconnectWatch):
+    """The reconnect watch that also tells `health` when a connection succeeds again."""
+
+    def __init__(self, health: RedisHealth) -> None:
+        super().__init__()
+        self.health = health
+
+    def __call__(self, connection: Any) -> None:
+        super().__call__(connection)
+        self.health.succeeded()
 
 
 def run(
     settings: Settings, threads: int, send_threads: int, *, dramatiq_metrics: bool = True
 ) -> int:
     middleware = [Prometheus()] if dramatiq_metrics else []
-    watch = ReconnectWatch()
+    metrics = Metrics()
+    # The flusher probes Redis with backoff during an outage; dramatiq's own records about it
+    # are held back by the filter, so an outage is two lines, not a traceback per attempt.
+    health = RedisHealth(
+        describe(settings), on_change=lambda up: metrics.redis_up.set(1 if up else 0)
+    )
+    redis_health.install(health)
+    watch = HealthWatch(health)
     broker = build_broker(settings, middleware=middleware, watch=watch)
-    runtime = Runtime.build(settings, broker, Metrics())
+    runtime = Runtime.build(settings, broker, metrics)
     runtime.flusher.on_reconnect = lambda: new_broker_identity(broker)
     runtime.flusher.reconnected = watch.take
+    runtime.flusher.health = health
     declare_actors(runtime)
     broker.emit_after("process_boot")
 

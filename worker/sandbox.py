@@ -955,27 +955,126 @@ def _port(text: str) -> int:
     return value
 
 
+SANDBOX_ABOUT = (
+    "A local stand-in for the Levers API, for demos, staging rehearsals and load tests: the "
+    "auth endpoint issues JWTs, the bulk call endpoint validates bodies as Levers documents "
+    "them and answers 201, and it can be told to rate-limit (429 with Retry-After), fail "
+    "(503), add latency or drop connections. On start it prints its base URL, the credentials "
+    "it accepts and the three variables to export for a worker.",
+    "Control endpoints (not in Levers): GET /_sandbox/stats (accepted requests and contacts, "
+    "answers per status), GET /_sandbox/requests (every accepted request body), DELETE "
+    "/_sandbox/requests (forget them), POST /_sandbox/config (change any option below at run "
+    'time, e.g. {"rate_limit_per_second": 5, "fail_rate": 0.1}).',
+)
+
+
 def _build_parser() -> argparse.ArgumentParser:
+    from worker.commands import HelpFormatter, exit_codes_help, paragraphs
+
     defaults = SandboxConfig()
     parser = argparse.ArgumentParser(
-        prog="levers-sandbox", description="A local stand-in for the Levers API."
+        prog="levers-sandbox",
+        description=paragraphs(*SANDBOX_ABOUT),
+        formatter_class=HelpFormatter,
+        epilog=exit_codes_help(
+            (
+                (0, "stopped by SIGINT or SIGTERM"),
+                (1, "the port could not be had"),
+                (2, "bad option"),
+            )
+        )
+        + "\n\nenvironment: none read; every setting is an option.",
     )
     add = parser.add_argument
-    add("--host", default="127.0.0.1")
+    add("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     add("--port", type=_port, default=8080, help="0 picks a free port (default: %(default)s)")
-    add("--client-id", default=defaults.client_id)
-    add("--client-secret", default=defaults.client_secret)
-    add("--token-ttl", type=_finite, default=defaults.token_ttl_seconds, help="seconds")
-    add("--rate-limit", type=_non_negative, default=0.0, help="bulk requests/s; 0 = off")
-    add("--retry-after", type=_non_negative, default=defaults.retry_after_seconds, help="seconds")
-    add("--fail-rate", type=_fraction, default=0.0, help="fraction of bulk requests answered 503")
-    add("--rate-429", type=_fraction, default=0.0, help="fraction answered 429 at random")
-    add("--drop-rate", type=_fraction, default=0.0, help="fraction accepted, then left unanswered")
-    add("--latency", type=_non_negative, default=0.0, help="seconds added to accepted requests")
-    add("--reject-number", action="append", default=[], help="E.164 number to refuse (repeat)")
-    add("--seed", type=int, default=None)
-    add("--verbose", action="store_true", help="one line per request on stderr")
+    add(
+        "--client-id",
+        default=defaults.client_id,
+        help="the client id the auth endpoint accepts (default: %(default)s)",
+    )
+    add(
+        "--client-secret",
+        default=defaults.client_secret,
+        help="the client secret it accepts (default: %(default)s)",
+    )
+    add(
+        "--token-ttl",
+        type=_finite,
+        default=defaults.token_ttl_seconds,
+        metavar="SECONDS",
+        help="lifetime of the JWTs it issues; negative issues expired ones (default: %(default)g)",
+    )
+    add(
+        "--rate-limit",
+        type=_non_negative,
+        default=0.0,
+        metavar="PER_SECOND",
+        help="bulk requests allowed in any 1 s window, the rest get 429 (default: 0, no limit)",
+    )
+    add(
+        "--retry-after",
+        type=_non_negative,
+        default=defaults.retry_after_seconds,
+        metavar="SECONDS",
+        help="Retry-After of each 429 (default: %(default)g)",
+    )
+    add(
+        "--fail-rate",
+        type=_fraction,
+        default=0.0,
+        metavar="FRACTION",
+        help="bulk requests answered 503 at random (default: 0)",
+    )
+    add(
+        "--rate-429",
+        type=_fraction,
+        default=0.0,
+        metavar="FRACTION",
+        help="bulk requests answered 429 at random (default: 0)",
+    )
+    add(
+        "--drop-rate",
+        type=_fraction,
+        default=0.0,
+        metavar="FRACTION",
+        help="bulk requests accepted, then answered by closing the connection (default: 0)",
+    )
+    add(
+        "--latency",
+        type=_non_negative,
+        default=0.0,
+        metavar="SECONDS",
+        help="added before answering each accepted request (default: 0)",
+    )
+    add(
+        "--reject-number",
+        action="append",
+        default=[],
+        metavar="E164",
+        help="a number answered 422 as if Levers refused it (repeat; default: none)",
+    )
+    add("--seed", type=int, default=None, help="seed of the random choices (default: from the OS)")
+    add("--verbose", action="store_true", help="one line per request on stderr (default: off)")
     return parser
+
+
+def start_banner(sandbox: Sandbox) -> str:
+    """What `levers-sandbox` prints on start: where it is, what it accepts, what to export."""
+    config = sandbox.config
+    url = sandbox.url.replace("://0.0.0.0:", "://127.0.0.1:").replace("://[::]:", "://[::1]:")
+    return "\n".join(
+        [
+            f"levers-sandbox listening on {sandbox.url}",
+            f"it accepts client id {config.client_id!r} with client secret "
+            f"{config.client_secret!r}; point a worker or producer at it with:",
+            f"  export LEVERS_BASE_URL={url}",
+            f"  export LEVERS_CLIENT_ID={config.client_id}",
+            f"  export LEVERS_CLIENT_SECRET={config.client_secret}",
+            f"watch it: curl {url}{STATS_PATH} (also {REQUESTS_PATH}, {CONFIG_PATH}); "
+            "Ctrl-C stops it",
+        ]
+    )
 
 
 def _config_from_args(args: argparse.Namespace) -> SandboxConfig:
@@ -1032,7 +1131,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             return 1
         try:
-            print(f"levers-sandbox listening on {sandbox.url}", flush=True)
+            print(start_banner(sandbox), flush=True)
             threading.Event().wait()
         except _StopRequested:
             pass

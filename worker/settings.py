@@ -313,6 +313,14 @@ class Settings:
         check=_window_name,
         normalise=_window,
     )
+    import_retention_seconds: int = env(
+        "LEVERS_IMPORT_RETENTION_SECONDS",
+        30 * 86400,
+        "how long levers-enqueue remembers a file it imported (to resume it, or to refuse "
+        "importing it twice), s",
+        low=3600,
+        high=3650 * 86400,
+    )
     # -- rate limits -----------------------------------------------------------------------
     max_requests_per_second: float = env(
         "LEVERS_MAX_REQUESTS_PER_SECOND",
@@ -567,12 +575,12 @@ def variable(name: str) -> str:
     return str(Settings.__dataclass_fields__[name].metadata["env"])
 
 
-def settings_or_exit(environ: Mapping[str, str] | None = None) -> Settings:
-    """For commands: the settings, or every problem on stderr and exit status 2."""
+def settings_or_exit(environ: Mapping[str, str] | None = None, prog: str = "") -> Settings:
+    """For commands: the settings, or every problem on stderr (after `prog: `) and exit 2."""
     try:
         return Settings.from_env(environ)
     except SettingsError as exc:
-        print(exc, file=sys.stderr)
+        print(f"{prog}: {exc}" if prog else exc, file=sys.stderr)
         raise SystemExit(2) from None
 
 

@@ -45,11 +45,18 @@ def test_csv_import_enqueues_valid_rows_and_reports_the_rest(
     imported = run("producers.importer", [str(csv_file)], worker_env)
     assert imported.returncode == 1, imported.stderr
     assert "4 rows, 2 accepted, 2 rejected" in imported.stdout
-    assert "row 2: unparseable_number" in imported.stdout
-    assert "row 4: invalid_number" in imported.stdout
+    # The file's own line numbers: the header is line 1.
+    assert "line 3: unparseable_number" in imported.stdout
+    assert "line 5: invalid_number" in imported.stdout
+    # No worker consumes the namespace yet: a warning, and the rows are enqueued all the same.
+    assert "warning: no levers-worker is consuming namespace" in imported.stderr
 
-    start_worker()
+    start_worker().wait_ready()
     wait_for(lambda: len(sandbox.accepted()) == 2, 20, what="both update_existing batches")
+    later = tmp_path / "later.csv"
+    later.write_text("number\n+966501234599\n", encoding="utf-8")
+    again = run("producers.importer", [str(later)], worker_env)
+    assert again.returncode == 0 and "warning" not in again.stderr, again.stderr
     sent = {
         (r.body["updateExisting"], c["numberToCall"], c["promptTags"]["amount"])
         for r in sandbox.accepted()

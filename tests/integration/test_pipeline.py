@@ -13,7 +13,7 @@ from producers.api import Producer
 from tests.integration.conftest import State
 from tests.servers import wait_for
 from tests.workers import WorkerProcess
-from worker.cli import status_report
+from worker.admin.status import status_report
 from worker.contacts import RESERVED_METADATA_KEY
 from worker.sandbox import Sandbox
 from worker.settings import Settings

@@ -21,18 +21,28 @@ import sys
 from dataclasses import asdict
 from typing import Any
 
+import redis
+
+from worker.admin.common import EXIT_CODES, admin_epilog
+from worker.admin.status import utc
+from worker.audit import Audit, operator
+from worker.commands import HelpFormatter
 from worker.contacts import mask_number, time_zone_problem
-from worker.holds import HELD_REASONS
+from worker.holds import HELD_REASONS, Holds
+from worker.keys import Keys
+from worker.runtime import buffer_config
+from worker.settings import Settings
 
 ACTIONS = ("list", "release", "expire")
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+def add_parser(subparsers: Any) -> None:
     holds: argparse.ArgumentParser = subparsers.add_parser(
         "holds",
         help="list, release or expire held contacts",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
+        epilog=admin_epilog(EXIT_CODES),
     )
     holds.add_argument("action", choices=ACTIONS)
     holds.add_argument("--reason", choices=HELD_REASONS, help="only contacts held for this")
@@ -43,16 +53,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     holds.add_argument("--note", default="", help="why (kept with the action; required)")
     holds.add_argument("--limit", type=int, default=100, help="list at most this many (100)")
     holds.add_argument("--json", action="store_true", help="whole entries, numbers unmasked")
-    return holds
+    holds.set_defaults(run=handler)
 
 
-def handle(settings: Any, args: argparse.Namespace) -> int:
-    from worker.connection import connect
-    from worker.holds import Holds
-    from worker.keys import Keys
-    from worker.runtime import buffer_config
-
-    holds = Holds(connect(settings), Keys(settings.namespace), buffer_config(settings))
+def handler(settings: Settings, client: redis.Redis, args: argparse.Namespace) -> int:
+    keys = Keys(settings.namespace)
+    holds = Holds(client, keys, buffer_config(settings))
     ids = frozenset(args.id or ())
     if args.action == "list":
         entries = list(
@@ -82,6 +88,8 @@ def handle(settings: Any, args: argparse.Namespace) -> int:
     done = sum(
         holds.act(held, args.action, time_zone=args.time_zone, note=args.note) for held in chosen
     )
+    target = ",".join(sorted(ids)) if ids else (args.batch_key or args.reason or "all holds")
+    Audit(client, keys).record(operator(), f"holds {args.action}", target, args.note, done=done)
     verb = "released" if args.action == "release" else "expired"
     print(f"{verb} {done} held contacts")
     return 0 if done == len(chosen) else 1
@@ -91,11 +99,9 @@ def _print(entries: list[Any]) -> None:
     if not entries:
         print("no held contacts")
         return
-    from worker.cli import _utc
-
     print(f"{'contact id':<40} {'number':<16} {'reason':<22} {'release (UTC)':<21} batch key")
     for held in entries:
-        release = _utc(held.release_at) or "none known"
+        release = utc(held.release_at) or "none known"
         number = mask_number(held.number)
         print(
             f"{held.contact_id:<40} {number:<16} {held.reason:<22} {release:<21} {held.batch_key}"
