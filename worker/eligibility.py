@@ -116,6 +116,14 @@ class Eligibility:
             self._caps[template_id] = CapsRule(json.dumps(data, separators=(",", ":")), dead)
         return self._caps[template_id]
 
+    def warm(self) -> None:
+        """Load what a first decision loads (phonenumbers' time-zone data, zone files), so that
+        no contact's decision pays for it, least of all one right before its request."""
+        import time
+
+        self.verdict("+966501234567", None, Schedule(), time.time())
+        self.caps(None)
+
     def verdict(
         self, number: str, template_id: str | None, schedule: Schedule, now: float
     ) -> Verdict:

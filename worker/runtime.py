@@ -103,6 +103,7 @@ class Runtime:
         redis_client: redis.Redis = broker.client
         keys = Keys(settings.namespace)
         eligibility = Eligibility(policy or policy_from_settings(settings))
+        eligibility.warm()
         buffers = Buffers(redis_client, keys, buffer_config(settings), clock)
         holds = Holds(redis_client, keys, buffer_config(settings), clock)
         outbox = Outbox(redis_client, keys, outbox_config(settings), broker, clock)

@@ -56,6 +56,7 @@ from worker.eligibility import (
     Eligibility,
     Hold,
     Schedule,
+    Send,
     Verdict,
 )
 from worker.errors import LeversAuthError, LeversTransportError
@@ -91,6 +92,16 @@ class RetryPolicy:
 
     def exhausted(self, claim: Claim) -> bool:
         return claim.attempts > self.max_retries or claim.elapsed > self.max_elapsed_seconds
+
+
+@dataclass(frozen=True)
+class Decided:
+    """What the sender decided for each contact of a claimed batch, and when."""
+
+    now: float  # seconds, the shared clock
+    paused: bool
+    verdicts: list[Verdict]
+    caps: CapsRule
 
 
 @dataclass(frozen=True)
@@ -135,22 +146,34 @@ class Sender:
             return self._record(claim, "", Dead(UNKNOWN_OUTCOME, None, "attempt died in flight"))
         if claim.verdict != "claimed":
             return SendResult("skipped", claim.batch_id, claim.verdict)
-        # Everything that can be done before the rate-limit slot is done before it (the token,
-        # perhaps an auth round trip, and encoding the body): between the slot and the request
-        # there is only marking the batch `sending`, so requests leave at the spacing the pacer
-        # keeps.
+        # Everything that can be done before the rate-limit slot is done before it: each
+        # contact decided (the gates and the calling policy), the token (perhaps an auth round
+        # trip), the body encoded. Between the slot and the request there is only begin.lua,
+        # which checks those decisions still hold as it marks the batch sending, so requests
+        # leave at the spacing the pacer keeps.
+        template_id, update_existing = parse_batch_key(claim.batch_key)
         try:
-            template_id, update_existing = parse_batch_key(claim.batch_key)
+            decided = self._decide(claim)
+            if decided.paused:
+                # Its template is paused: the batch waits, ready, for the resume (which hands
+                # it a token); nothing of it counts as an attempt.
+                paused = Retry(
+                    PAUSED_RECHECK_SECONDS, None, "paused", throttled=True, cause="paused"
+                )
+                return self._record(claim, owner, paused)
+            going = claim.keep([i for i, v in enumerate(decided.verdicts) if isinstance(v, Send)])
             request = self.client.bulk_request(
-                bulk_body(correlate(claim), template_id, update_existing)
+                bulk_body(correlate(going), template_id, update_existing)
             )
         except LeversAuthError as exc:
             return self._record(claim, owner, self._retry(claim, None, str(exc), cause="auth"))
         try:
-            waited = self.pacer.acquire(len(claim.contacts))
-            if self.slots is not None:
-                waited += self.slots.acquire(owner)
-            begun = self._begin(claim, owner)
+            waited = 0.0
+            if going.contacts:
+                waited = self.pacer.acquire(len(going.contacts))
+                if self.slots is not None:
+                    waited += self.slots.acquire(owner)
+            begun = self._begin(claim, owner, decided)
         except Exception as exc:
             # Nothing was sent: hand the batch back so the next attempt need not wait for the
             # lease to run out. The batch's record decides when that is; this token is spent.
@@ -165,9 +188,7 @@ class Sender:
             self.metrics.held_at_send.inc(begun.held)
         for reason in begun.dropped:
             self.metrics.dead_letters.labels(reason).inc()
-        if begun.code == "paused":
-            # Its template is paused: the batch waits, ready, for the resume (which hands it
-            # a token); nothing of it counts as an attempt.
+        if begun.code == "paused":  # paused while it waited for its slot
             self._release(owner)
             paused = Retry(PAUSED_RECHECK_SECONDS, None, "paused", throttled=True, cause="paused")
             return self._record(claim, owner, paused)
@@ -175,12 +196,12 @@ class Sender:
             self._release(owner)
             what = "lease lost before sending" if begun.code == "lost" else "every contact held"
             return SendResult("skipped", claim.batch_id, what)
-        if len(begun.claim.contacts) < len(claim.contacts):
-            # Some went back on hold (or expired) at the last look: send the others only.
-            claim = begun.claim
+        if begun.claim.contacts != going.contacts:
+            # Decided again at the slot (something changed while it waited): send what goes.
             request = self.client.bulk_request(
-                bulk_body(correlate(claim), template_id, update_existing)
+                bulk_body(correlate(begun.claim), template_id, update_existing)
             )
+        claim = begun.claim
         began = begun.now
 
         response = None
@@ -250,26 +271,31 @@ class Sender:
         delay = self.policy.backoff(claim.attempts, retry_after, self.rng)
         return Retry(delay, status, detail, throttled, cause or str(status))
 
-    def _begin(self, claim: Claim, owner: str) -> Begun:
-        """Decide every contact again at this moment (the shared clock): its template paused
-        or cancelled, its number suppressed, its caps used up, its window closed. Then mark
-        the batch `sending` with what may go, which checks the same again in one step; if
-        anything changed in between, decide again."""
+    def _decide(self, claim: Claim) -> Decided:
+        """Each contact decided now (the shared clock): its template paused or cancelled, its
+        number suppressed, its caps used up, its calling window closed."""
         template_id, _ = parse_batch_key(claim.batch_key)
         caps = self.eligibility.caps(template_id) if self.eligibility else NO_CAPS_RULE
+        gate = self.outbox.gate(claim, caps)
+        verdicts = [
+            self._verdict(entry["numberToCall"], template_id, schedule, gate, i, caps)
+            for i, ((_, entry), schedule) in enumerate(
+                zip(claim.contacts, claim.schedules, strict=True)
+            )
+        ]
+        return Decided(gate.now, gate.paused, verdicts, caps)
+
+    def _begin(self, claim: Claim, owner: str, decided: Decided) -> Begun:
+        """Mark the batch `sending` with what the decisions let go; begin.lua checks they
+        still hold, and when something changed in between (a window closed, a cap was used by
+        another replica, the template was paused) the contacts are decided again."""
         for _ in range(5):
-            gate = self.outbox.gate(claim, caps)
-            if gate.paused:
-                return Begun("paused", gate.now, claim)
-            verdicts = [
-                self._verdict(entry["numberToCall"], template_id, schedule, gate, i, caps)
-                for i, ((_, entry), schedule) in enumerate(
-                    zip(claim.contacts, claim.schedules, strict=True)
-                )
-            ]
-            begun = self.outbox.begin(claim, owner, verdicts, gate.now, caps)
+            if decided.paused:
+                return Begun("paused", decided.now, claim)
+            begun = self.outbox.begin(claim, owner, decided.verdicts, decided.now, decided.caps)
             if begun.code != "stale":
                 return begun
+            decided = self._decide(claim)
         raise RuntimeError("the batch's gates kept changing while it was being marked sending")
 
     def _verdict(
