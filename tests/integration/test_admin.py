@@ -10,8 +10,8 @@ from collections.abc import Callable
 import pytest
 
 from producers.api import Producer
-from tests.integration.conftest import State
 from tests.commands import no_traceback, run
+from tests.integration.conftest import State
 from tests.servers import wait_for
 from tests.workers import WorkerProcess
 from worker.deadletters import DeadLetters
@@ -31,8 +31,8 @@ def test_dead_letters_and_status(
     start_worker: Callable[..., WorkerProcess],
 ) -> None:
     sandbox.configure(reject_numbers=list(TWINS))
-    result = producer.enqueue_contacts([{"number": n} for n in (*TWINS, "+14155552671")])
-    ids = dict(zip((*TWINS, "+14155552671"), (i for _, i in result.accepted), strict=True))
+    result = producer.enqueue_contacts([{"number": n} for n in (*TWINS, "+447911123456")])
+    ids = dict(zip((*TWINS, "+447911123456"), (i for _, i in result.accepted), strict=True))
     start_worker(processes=1, threads=2).wait_ready()
     dead = DeadLetters(state.client, state.keys)
     wait_for(lambda: dead.count() == 2, 30, what="two dead letters")

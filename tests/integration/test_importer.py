@@ -3,6 +3,7 @@ dry runs, and resuming after a SIGKILL without enqueueing a row twice."""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import pty
@@ -51,7 +52,8 @@ def test_every_number_printed_is_the_files_own_line(
         "number,first_name,last_name\n"  # line 1
         "+966501234567,Sara,Ali\n"  # 2
         "\n"  # 3: blank, counted
-        '+966501234568,"Omar\nthe second",X\n'  # 4-5: one record over two lines
+        '+966501234568,"Omar\nthe second",X\n'  # 4-5: one record over two lines: a name with
+        # a line break in it, which would reach Levers' prompt as it is: rejected
         "0501234569,Nour,Y\n"  # 6: national, no region: rejected
         ",,\n"  # 7: no cells: not a row
         "+96612341234,Bad,Z\n",  # 8: too short: rejected
@@ -60,23 +62,26 @@ def test_every_number_printed_is_the_files_own_line(
     text = run("levers-enqueue", [str(path)], env)
     no_traceback(text)
     assert text.returncode == 1
-    assert "4 rows, 2 accepted, 2 rejected" in text.stdout
+    assert "4 rows, 1 accepted, 3 rejected" in text.stdout
+    assert "line 4: invalid_name" in text.stdout
     assert "line 6: unparseable_number" in text.stdout
     assert "line 8: invalid_number" in text.stdout
 
     again = run("levers-enqueue", [str(path), "--json", "--force", "--dry-run"], env)
     summary = json.loads(again.stdout)
     assert [(r["line"], r["reason"]) for r in summary["rejects"]] == [
+        (4, "invalid_name"),
         (6, "unparseable_number"),
         (8, "invalid_number"),
     ]
-    rejects = (tmp_path / "contacts.csv.rejects.csv").read_text(encoding="utf-8").splitlines()
-    assert rejects[0] == "line,reason,message,number,first_name,last_name"
-    assert rejects[1].startswith("6,unparseable_number,") and rejects[1].endswith(
-        ",0501234569,Nour,Y"
-    )
-    assert rejects[2].startswith("8,invalid_number,")
-    assert len(queued(redis_client, env)) == 2
+    with (tmp_path / "contacts.csv.rejects.csv").open(newline="", encoding="utf-8") as handle:
+        rejects = list(csv.reader(handle))
+    assert rejects[0] == ["line", "reason", "message", "number", "first_name", "last_name"]
+    assert rejects[1][:2] == ["4", "invalid_name"] and rejects[1][4] == "Omar\nthe second"
+    assert rejects[2][:2] == ["6", "unparseable_number"]
+    assert rejects[2][3:] == ["0501234569", "Nour", "Y"]
+    assert rejects[3][:2] == ["8", "invalid_number"]
+    assert len(queued(redis_client, env)) == 1
 
     jsonl = tmp_path / "contacts.jsonl"
     jsonl.write_text(
@@ -147,7 +152,7 @@ def test_mapping_options_and_defaults(
     path.write_text(
         "Mobile,Name,Invoice,Amount,Segment,template_id\n"
         "0501234567,Sara,inv-1,120,gold,\n"
-        f"+14155552671,Ann,inv-2,50,silver,{TEMPLATE.upper()}\n",
+        f"+447911123456,Ann,inv-2,50,silver,{TEMPLATE.upper()}\n",
         encoding="utf-8",
     )
     args = [
@@ -174,7 +179,7 @@ def test_mapping_options_and_defaults(
         "template_id": "9c1d2e3f-4a5b-4c6d-8e7f-a0b1c2d3e4f5",
         "update_existing": True,
     }
-    assert ann["number"] == "+14155552671" and ann["template_id"] == TEMPLATE
+    assert ann["number"] == "+447911123456" and ann["template_id"] == TEMPLATE
 
     missing = run("levers-enqueue", [str(path), "--metadata-columns", "Nope"], env)
     assert missing.returncode == 2 and "no column 'Nope' in the header" in missing.stderr
