@@ -33,7 +33,7 @@ SCHEMAS = Path(__file__).resolve().parent / "schemas"
 
 # Metrics the manifests use before docs/metrics.md documents them; remove each name once it is
 # documented (the tests then check it like every other).
-PENDING_METRICS = {"levers_backlog_contacts"}
+PENDING_METRICS: set[str] = set()
 
 # Kinds without a schema in kubernetes-validate, by (apiVersion, kind).
 CUSTOM_SCHEMAS = {

@@ -6,6 +6,8 @@ in tests/schemas/, and the manifests keep what the issue asks of them."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -244,3 +246,13 @@ def test_policy_is_mounted_where_the_setting_points(rendered: list[dict[str, Any
         ]
         [mount] = [m for m in pod["containers"][0]["volumeMounts"] if m["name"] == volume["name"]]
         assert Path(mount["mountPath"]) == path.parent
+
+
+def test_the_configmaps_calling_policy_is_valid() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "worker.cli_admin", "policy", "check", str(BASE / "policy.toml")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

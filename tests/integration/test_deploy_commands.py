@@ -49,6 +49,10 @@ def test_worker_with_the_configmap_settings_passes_the_image_healthcheck_and_sto
         if name not in LOCAL and name not in PENDING_SETTINGS and name not in LIBRARY_VARIABLES
     }
     assert "LEVERS_SEND_LEASE_SECONDS" in configured  # the file was read
+    # The ConfigMap's policy file, where this checkout has it (the pod mounts it elsewhere).
+    assert configured["LEVERS_POLICY_FILE"] == "/etc/levers/policy/policy.toml"
+    configured["LEVERS_POLICY_FILE"] = str(BASE / "policy.toml")
+    configured["LEVERS_DEFAULT_WINDOW"] = ""  # the policy file names the window
     worker = start_worker(2, 2, **configured)
     worker.wait_ready()
     port = worker_env["LEVERS_METRICS_PORT"]
