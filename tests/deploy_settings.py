@@ -19,12 +19,16 @@ from worker.settings import declared
 PENDING_SETTINGS = {
     "LEVERS_INGEST_PORT": "levers-ingest (HTTP ingest)",
     "LEVERS_INGEST_TOKENS": "levers-ingest (HTTP ingest), a secret: read from *_FILE too",
-    "LEVERS_WEBHOOK_SECRET": "Levers webhooks (call outcomes), a secret",
     "LEVERS_POLICY_FILE": "the calling policy",
     "LEVERS_DEFAULT_WINDOW": "the calling policy",
 }
 # Pending settings that will be secrets, so NAME_FILE is expected to work for them.
-PENDING_SECRETS = {"LEVERS_INGEST_TOKENS", "LEVERS_WEBHOOK_SECRET"}
+PENDING_SECRETS = {"LEVERS_INGEST_TOKENS"}
+# What a secret's file holds in these tests: a value each secret's own check accepts.
+PLAUSIBLE_SECRETS = {
+    "LEVERS_WEBHOOK_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+    "LEVERS_CALLBACK_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+}
 # Variables that are not settings of ours but are read by a library.
 LIBRARY_VARIABLES = {
     "PROMETHEUS_MULTIPROC_DIR": "prometheus_client's multiprocess directory (levers-worker)",
@@ -62,7 +66,7 @@ def settings_source(values: Mapping[str, str], secrets_dir: Path) -> dict[str, s
             continue
         if base is not None:
             path = secrets_dir / base.lower()
-            path.write_text("a-test-value\n", encoding="utf-8")
+            path.write_text(PLAUSIBLE_SECRETS.get(base, "a-test-value") + "\n", encoding="utf-8")
             value = str(path)
         source[name] = value
     return source

@@ -119,7 +119,7 @@ class Runtime:
                 lease_seconds=slot_lease_seconds(settings),
                 clock=clock,
             ),
-            resend_unknown=settings.resend_unknown,
+            resend_unknown=settings.resend_unknown_at_once,
         )
         aggregator = Aggregator(
             buffers,
