@@ -200,7 +200,7 @@ class Keys:
 
     @property
     def callbacks_dead(self) -> str:
-        """Hash callback id -> JSON: outcome callbacks given up after LEVERS_CALLBACK_MAX_ATTEMPTS."""
+        """Hash callback id -> JSON: outcome callbacks given up after their last attempt."""
         return f"{self.namespace}:callbacks:dead"
 
     @property

@@ -321,11 +321,22 @@ def refused_contacts(response: httpx.Response, size: int) -> dict[int, str]:
 
 
 def correlate(claim: Claim) -> Sequence[dict[str, Any]]:
-    """Each contact with our correlation entry added to its metadata (the producer's keys kept)."""
+    """Each contact with our correlation entry added to its metadata (the producer's keys kept).
+
+    Levers echoes it in the call-ended webhook: `index` names the contact's dead letter should
+    this request's outcome be unknown (`<batch_id>:<index>`), `at` (ms, when it was appended)
+    gives the time from acceptance to the call's end (see worker/outcomes.py)."""
     out = []
-    for contact_id, entry in claim.contacts:
+    for index, (contact_id, entry) in enumerate(claim.contacts):
         metadata = dict(entry.get("metadata") or {})
-        metadata[CORRELATION_KEY] = {"batch_id": claim.batch_id, "contact_id": contact_id}
+        correlation: dict[str, Any] = {
+            "batch_id": claim.batch_id,
+            "contact_id": contact_id,
+            "index": index,
+        }
+        if index < len(claim.appended_at):
+            correlation["at"] = round(claim.appended_at[index] * 1000)
+        metadata[CORRELATION_KEY] = correlation
         out.append({**entry, "metadata": metadata})
     return out
 
