@@ -24,6 +24,10 @@ Control endpoints, which Levers does not have:
 In Python, `Sandbox(SandboxConfig(...)).start()` serves on a free port in a daemon thread and
 offers the same controls as methods. `levers-sandbox` (see `main`) serves until SIGINT/SIGTERM.
 
+With a webhook URL and secret (`Sandbox(..., webhooks=WebhookConfig(...))`, or `--webhook-url`
+and `--webhook-secret`), it also sends Levers' signed `phone_call.ended` webhook for every
+contact of every request it accepted: see worker/sandbox_webhooks.py.
+
 A dropped answer is logged with status 0 (`DROPPED`) and counted under "dropped" in the stats.
 The bulk endpoint's 429s, 503s and drops only ever follow a valid token, so a client that
 authenticates badly sees 401s and nothing else.
@@ -57,6 +61,8 @@ from typing import Any, NamedTuple, cast
 
 import jwt
 import phonenumbers
+
+from worker.sandbox_webhooks import OUTCOMES, WebhookConfig, WebhookSender, parse_mix
 
 AUTH_PATH = "/auth/v1/api-key/auth"
 BULK_PATH = "/api-service/v1/ai/phone-calls/action/call-bulk"
@@ -474,7 +480,13 @@ class _State:
     answers line up with the limiter's decisions and tests can move time instead of sleeping.
     """
 
-    def __init__(self, config: SandboxConfig, clock: Clock) -> None:
+    def __init__(
+        self,
+        config: SandboxConfig,
+        clock: Clock,
+        on_accept: Callable[[JSONObject], None] | None = None,
+    ) -> None:
+        self._on_accept = on_accept  # the webhooks of the calls an accepted request places
         self._lock = threading.Lock()
         self._config = config
         self._clock = clock
@@ -574,6 +586,8 @@ class _State:
             time.sleep(config.latency_seconds)
         with self._lock:
             self._accepted.append(accepted)
+        if self._on_accept is not None:
+            self._on_accept(accepted.body)
         contacts = len(accepted.body["contacts"])
         return (_Reply(0, drop=True) if dice.drop else _Reply(201, {})), contacts
 
@@ -853,8 +867,10 @@ class Sandbox:
         *,
         verbose: bool = False,
         clock: Clock = time.time,
+        webhooks: WebhookConfig | None = None,
     ) -> None:
-        self._state = _State(config, clock)
+        self.webhooks = WebhookSender(webhooks or WebhookConfig(), clock)
+        self._state = _State(config, clock, self.webhooks.on_accepted)
         self._address = (host, port)
         self._verbose = verbose
         self._server: _Server | None = None
@@ -873,6 +889,7 @@ class Sandbox:
         )
         thread.start()
         self._server, self._thread = server, thread
+        self.webhooks.start()
         return self
 
     def stop(self) -> None:
@@ -884,6 +901,7 @@ class Sandbox:
         server.close_connections()
         server.server_close()
         thread.join()
+        self.webhooks.stop()
 
     @property
     def url(self) -> str:
@@ -975,7 +993,33 @@ def _build_parser() -> argparse.ArgumentParser:
     add("--reject-number", action="append", default=[], help="E.164 number to refuse (repeat)")
     add("--seed", type=int, default=None)
     add("--verbose", action="store_true", help="one line per request on stderr")
+    add("--webhook-url", help="POST a signed phone_call.ended webhook per accepted contact here")
+    add("--webhook-secret", help="whsec_... secret to sign webhooks with (as Svix does)")
+    add(
+        "--webhook-mix",
+        type=parse_mix,
+        default=None,
+        help=f"outcome weights, e.g. answered=0.7,no_answer=0.3 ({', '.join(OUTCOMES)})",
+    )
+    add("--webhook-delay", type=_non_negative, default=0.0, help="seconds before each event")
+    add("--webhook-jitter", type=_non_negative, default=0.0, help="random extra delay, seconds")
+    add("--webhook-duplicates", type=_fraction, default=0.0, help="fraction delivered twice")
+    add("--webhook-out-of-order", action="store_true", help="each request's events reversed")
     return parser
+
+
+def _webhooks_from_args(args: argparse.Namespace) -> WebhookConfig:
+    changes: dict[str, Any] = {} if args.webhook_mix is None else {"mix": args.webhook_mix}
+    return WebhookConfig(
+        url=args.webhook_url,
+        secret=args.webhook_secret,
+        delay_seconds=args.webhook_delay,
+        jitter_seconds=args.webhook_jitter,
+        duplicate_rate=args.webhook_duplicates,
+        out_of_order=args.webhook_out_of_order,
+        seed=args.seed,
+        **changes,
+    )
 
 
 def _config_from_args(args: argparse.Namespace) -> SandboxConfig:
@@ -1021,8 +1065,15 @@ def _stop_on_signals() -> Iterator[None]:
 
 def main(argv: list[str] | None = None) -> int:
     """`levers-sandbox`: serve until SIGINT or SIGTERM, then exit 0."""
-    args = _build_parser().parse_args(argv)
-    sandbox = Sandbox(_config_from_args(args), args.host, args.port, verbose=args.verbose)
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    try:
+        webhooks = _webhooks_from_args(args)
+    except ValueError as exc:
+        parser.error(str(exc))
+    sandbox = Sandbox(
+        _config_from_args(args), args.host, args.port, verbose=args.verbose, webhooks=webhooks
+    )
     with _stop_on_signals():
         try:
             sandbox.start()
