@@ -179,6 +179,9 @@ def worker_main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    from worker.outcome_checks import check_or_exit
+
+    check_or_exit(settings)
     logs.configure(settings.log_level, settings.log_format)
     prepare_metrics_dir(settings.metrics_port)
     threads = max(1, args.threads)

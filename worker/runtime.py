@@ -20,6 +20,9 @@ from worker.keys import Keys
 from worker.levers import LeversClient, Timeouts
 from worker.metrics import Metrics
 from worker.outbox import Outbox, OutboxConfig
+from worker.outcome_metrics import OutcomeMetrics
+from worker.outcome_runtime import OutcomeRuntime
+from worker.policy.config import policy_from_settings
 from worker.ratelimit import Limits, Pacer, Slots
 from worker.rejects import Rejects
 from worker.scripting import Clock
@@ -82,6 +85,7 @@ class Runtime:
     sender: Sender
     flusher: Flusher
     metrics: Metrics
+    outcomes: OutcomeRuntime
 
     @classmethod
     def build(
@@ -95,6 +99,9 @@ class Runtime:
     ) -> Runtime:
         redis_client: redis.Redis = broker.client
         keys = Keys(settings.namespace)
+        outcomes = OutcomeRuntime.build(
+            settings, broker, policy_from_settings(settings), OutcomeMetrics(), clock=clock
+        )
         buffers = Buffers(redis_client, keys, buffer_config(settings), clock)
         outbox = Outbox(redis_client, keys, outbox_config(settings), broker, clock)
         dead = DeadLetters(redis_client, keys, clock)
@@ -120,6 +127,7 @@ class Runtime:
                 clock=clock,
             ),
             resend_unknown=settings.resend_unknown_at_once,
+            ledger=outcomes.ledger,
         )
         aggregator = Aggregator(
             buffers,
@@ -133,6 +141,11 @@ class Runtime:
             buffers,
             outbox,
             metrics,
-            housekeeping=lambda: dead.expire(settings.dead_letter_retention_seconds),
+            housekeeping=lambda: (
+                dead.expire(settings.dead_letter_retention_seconds),
+                outcomes.housekeeping(settings),
+            ),
         )
-        return cls(settings, broker, buffers, outbox, aggregator, sender, flusher, metrics)
+        return cls(
+            settings, broker, buffers, outbox, aggregator, sender, flusher, metrics, outcomes
+        )

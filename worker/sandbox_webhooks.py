@@ -32,10 +32,11 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+
+from worker.signing import svix_headers
 
 # name -> (deliveryStatus, providerStatus, endedReason, callOutput, duration range s, sentiment)
 OUTCOMES: dict[str, tuple[str, str, str, str | None, tuple[int, int], str | None]] = {
@@ -94,16 +95,7 @@ def parse_mix(text: str) -> dict[str, float]:
 
 def sign(secret: str, event_id: str, timestamp: float, body: bytes) -> dict[str, str]:
     """The Svix headers of a delivery, signed with the Svix library."""
-    from svix.webhooks import Webhook
-
-    moment = datetime.fromtimestamp(int(timestamp), tz=UTC)
-    signature = Webhook(secret).sign(event_id, moment, body.decode())
-    return {
-        "svix-id": event_id,
-        "svix-timestamp": str(int(timestamp)),
-        "svix-signature": signature,
-        "content-type": "application/json",
-    }
+    return svix_headers(secret, event_id, timestamp, body)
 
 
 @dataclass

@@ -50,6 +50,7 @@ from worker.levers import LeversClient, bulk_body
 from worker.metrics import Metrics, status_class
 from worker.outbox import Claim, Dead, Outbox, Outcome, Retry, Sent, Split
 from worker.ratelimit import Pacer, Slots
+from worker.retries import Ledger
 
 log = logging.getLogger("levers.sender")
 
@@ -97,6 +98,7 @@ class Sender:
         slots: Slots | None = None,
         resend_unknown: bool = False,
         rng: random.Random | None = None,
+        ledger: Ledger | None = None,
     ) -> None:
         self.outbox = outbox
         self.pacer = pacer
@@ -106,6 +108,7 @@ class Sender:
         self.slots = slots
         self.resend_unknown = resend_unknown
         self.rng = rng or random.Random()
+        self.ledger = ledger  # keeps the contacts of templates that retry calls
 
     def send(self, hint: str) -> SendResult:
         """Use one send token: the batch sent is chosen round robin across batch keys (see
@@ -128,6 +131,8 @@ class Sender:
         except LeversAuthError as exc:
             return self._record(claim, owner, self._retry(claim, None, str(exc), cause="auth"))
         try:
+            if self.ledger is not None:
+                self.ledger.remember(claim)
             waited = self.pacer.acquire(len(claim.contacts))
             if self.slots is not None:
                 waited += self.slots.acquire(owner)
