@@ -334,12 +334,16 @@ def admin_main(argv: list[str] | None = None) -> int:
     dead.add_argument("--all", action="store_true", help="replay or purge every dead letter")
     dead.add_argument("--limit", type=int, default=0, help="list at most this many")
     dead.add_argument("--json", action="store_true", help="whole records, numbers unmasked")
+    from worker import outcomes_cli
     from worker.policy import cli as policy_cli
 
     policy_cli.add_parser(sub)
+    outcomes_cli.add_parser(sub)
     args = parser.parse_args(argv)
     if args.command == "policy":
         return policy_cli.handle(args)
+    if args.command in outcomes_cli.COMMANDS:
+        return outcomes_cli.handle(args)
     settings = settings_or_exit()
     if args.command == "dead-letters":
         return dead_letters_command(settings, args)
