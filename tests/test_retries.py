@@ -46,6 +46,14 @@ def test_an_unanswered_call_schedules_a_retry_with_its_not_before_and_dedupe_key
         {"crm_id": "1"},
     )
     validate_contact(row)  # what the aggregator will accept
+    record = loop.runtime.store.contact("m1")
+    assert record is not None
+    assert record["retry"] == {
+        "number": 1,
+        "contactId": f"{message.message_id}:0",
+        "notBefore": pytest.approx(loop.clock() + 1800),
+        "dedupeKey": "retry:m1:1",
+    }
     assert counter(loop, "levers_retries_total", result="scheduled") == 1
 
 

@@ -55,6 +55,8 @@ class OutcomeHandler:
         retry = self.retries.consider(contact_id, recorded.batch_key, event["outcome"])
         if retry.result is not None:
             self.metrics.retries.labels(retry.result).inc()
+        if retry.to_json() is not None:
+            self.store.note(contact_id, "retry", retry.to_json())
         route = self.rule_for(parse_batch_key(recorded.batch_key)[0]).outcomes
         if route.enabled:
             payload = self.payload(event, recorded, retry)

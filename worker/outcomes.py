@@ -56,6 +56,7 @@ class OutcomeStore:
         self.max_labels = max_labels
         self.clock = clock
         self._record = load_script(client, "outcome")
+        self._note = load_script(client, "outcome_note")
 
     def record(self, event: dict[str, Any]) -> Recorded:
         """Record a matched event (one with a correlation). Idempotent on the event id."""
@@ -109,6 +110,14 @@ class OutcomeStore:
             as_text(ended_reason),
             as_text(settled),
         )
+
+    def note(self, contact_id: str, name: str, value: Any) -> bool:
+        """Add `name` to a contact's outcome record (the retry it caused), atomically."""
+        done = self._note(
+            keys=[self.keys.outcome(contact_id)],
+            args=[time_arg(self.clock), name, compact(value)],
+        )
+        return bool(done)
 
     def keep_unmatched(self, event: dict[str, Any], reason: str) -> bool:
         """Keep an event that matches no contact (for `levers-admin outcomes unmatched`).

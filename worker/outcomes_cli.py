@@ -79,6 +79,12 @@ def show_contact(store: Any, contact_id: str, as_json: bool) -> int:
             print(f"  {name:<15} {_short(outcome[name])}")
     if record.get("settled"):
         print(f"  settled the unknown outcome {record.get('settledDeadLetter')}")
+    retry = record.get("retry")
+    if isinstance(retry, dict):
+        print(
+            f"  retry {retry.get('number')} scheduled as contact {retry.get('contactId')}, "
+            f"not before {_time(retry.get('notBefore'))}"
+        )
     return 0
 
 

@@ -5,8 +5,9 @@ No bearer token: the Svix signature is the authentication. In order:
 1. Without LEVERS_WEBHOOK_SECRET the route answers 503 (Svix retries for about 27 h, so a
    deployment fixed within that loses nothing; a 404 would look like a wrong URL).
 2. The signature and timestamp are checked with the Svix library over the raw body, before
-   anything parses it: 400 for missing headers, a signature that does not match, or a
-   timestamp more than 5 minutes (Svix's tolerance) from this host's clock. A captured
+   anything parses it: 401 (the delivery is not authenticated) for missing headers, a
+   signature that does not match, or a timestamp more than 5 minutes (Svix's tolerance) from
+   this host's clock. A captured
    delivery replayed later fails here; one replayed within the 5 minutes fails at 3.
 3. The body is read into the fields kept (`worker.events.read_event`, which never raises: a
    signed payload that is malformed is kept as unmatched, not refused, so it is never a 500).
@@ -45,7 +46,7 @@ MAX_EVENT_ID = 200
 
 
 class BadDelivery(Exception):
-    """The delivery is not a verified webhook of ours: answered 400."""
+    """The delivery is not a verified webhook of ours: answered 401."""
 
     def __init__(self, result: str, message: str) -> None:
         self.result = result  # metric label: missing_headers, stale, bad_signature
@@ -110,7 +111,7 @@ def webhooks_router(intake: WebhookIntake | None, metrics: IngestMetrics) -> API
     responses: dict[int | str, dict[str, Any]] = {
         200: {"description": "A delivery seen before (a duplicate or a replay): nothing queued."},
         202: {"description": "Verified and queued for the worker."},
-        400: {
+        401: {
             "model": Problem,
             "description": "Not a verified delivery: a header missing, a signature that does "
             f"not match, or a timestamp more than {TOLERANCE_SECONDS} s away.",
@@ -131,10 +132,25 @@ def webhooks_router(intake: WebhookIntake | None, metrics: IngestMetrics) -> API
         "Svix signature (headers svix-id, svix-timestamp, svix-signature), not by a token.",
         responses=responses,
         openapi_extra={
+            # Documented, not validated by FastAPI: a missing header is the Svix library's 401.
+            "parameters": [
+                {
+                    "name": name,
+                    "in": "header",
+                    "required": True,
+                    "description": text,
+                    "schema": {"type": "string"},
+                }
+                for name, text in (
+                    ("svix-id", "The delivery's id (the same on Svix's retries)."),
+                    ("svix-timestamp", "Seconds since the epoch when it was signed."),
+                    ("svix-signature", "v1,<base64 HMAC-SHA256>, space-separated."),
+                )
+            ],
             "requestBody": {
                 "required": True,
                 "content": {"application/json": {"schema": {"type": "object"}}},
-            }
+            },
         },
     )
     async def post_webhook(request: Request) -> JSONResponse:
@@ -147,7 +163,7 @@ def webhooks_router(intake: WebhookIntake | None, metrics: IngestMetrics) -> API
         except BadDelivery as exc:
             metrics.webhooks.labels(exc.result).inc()
             log.warning("webhook refused", extra={"result": exc.result})
-            return JSONResponse({"detail": str(exc)}, status_code=400)
+            return JSONResponse({"detail": str(exc)}, status_code=401)
         event = read_event(body, event_id, sent_at)
         try:
             fresh = await run_in_threadpool(intake.queue, event)
