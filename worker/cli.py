@@ -64,6 +64,9 @@ def start_endpoint(settings: Settings, supervisor: Supervisor) -> None:
             buffers, settings.metrics_max_batch_keys, settings.max_requests_per_second
         )
     )
+    from worker.outcome_metrics import OutcomeStateCollector
+
+    registry.register(OutcomeStateCollector(client, Keys(settings.namespace)))
     tokens = TokenProvider(
         httpx.Client(
             base_url=settings.base_url,

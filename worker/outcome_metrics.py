@@ -8,9 +8,15 @@ replica agrees), then `other`, plus `none` and `structured`; the rest are fixed 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+import redis
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
 
 from worker.events import UNMATCHED_REASONS
+from worker.keys import Keys
 from worker.retries import RETRY_RESULTS
 
 # From acceptance to the call's end: minutes to hours, a day at most worth telling apart.
@@ -83,3 +89,37 @@ class OutcomeMetrics:
             self.callbacks.labels(kind, "queued")
         for result in CALLBACK_RESULTS[1:]:
             self.callbacks.labels("http", result)
+
+
+class OutcomeStateCollector:
+    """Gauges of the outcomes room read from Redis at scrape time (the worker's endpoint):
+    every replica reports the same values, so dashboards take the max."""
+
+    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+        self.client = client
+        self.keys = keys
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.zcard(self.keys.callbacks_dead_index)
+            pipe.zcard(self.keys.unmatched_index)
+            pipe.zcard(self.keys.unknown_watch)
+            dead, unmatched, watched = pipe.execute()
+        except redis.RedisError:
+            return  # the absence of the series is the signal, as for the pipeline's gauges
+        yield GaugeMetricFamily(
+            "levers_callback_dead_letters_held",
+            "Outcome callbacks given up after their last attempt, kept for an operator.",
+            value=dead,
+        )
+        yield GaugeMetricFamily(
+            "levers_outcome_events_unmatched_held",
+            "Call-ended events that matched no contact, kept for LEVERS_OUTCOME_RETENTION_SECONDS.",
+            value=unmatched,
+        )
+        yield GaugeMetricFamily(
+            "levers_unknown_outcomes_watched",
+            "unknown_outcome dead letters waiting for their call-ended event or grace period.",
+            value=watched,
+        )
