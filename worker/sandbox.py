@@ -995,6 +995,7 @@ def _build_parser() -> argparse.ArgumentParser:
     add("--verbose", action="store_true", help="one line per request on stderr")
     add("--webhook-url", help="POST a signed phone_call.ended webhook per accepted contact here")
     add("--webhook-secret", help="whsec_... secret to sign webhooks with (as Svix does)")
+    add("--webhook-secret-file", help="a file holding that secret (kept out of the process list)")
     add(
         "--webhook-mix",
         type=parse_mix,
@@ -1010,9 +1011,16 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def _webhooks_from_args(args: argparse.Namespace) -> WebhookConfig:
     changes: dict[str, Any] = {} if args.webhook_mix is None else {"mix": args.webhook_mix}
+    secret = args.webhook_secret
+    if args.webhook_secret_file:
+        try:
+            with open(args.webhook_secret_file, encoding="utf-8") as file:
+                secret = file.read().strip()
+        except OSError as exc:
+            raise ValueError(f"--webhook-secret-file: {exc.strerror}") from None
     return WebhookConfig(
         url=args.webhook_url,
-        secret=args.webhook_secret,
+        secret=secret,
         delay_seconds=args.webhook_delay,
         jitter_seconds=args.webhook_jitter,
         duplicate_rate=args.webhook_duplicates,
