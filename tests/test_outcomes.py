@@ -215,3 +215,14 @@ def test_metric_labels_are_bounded_across_processes(
         b"interested",
         b"callback",
     }
+
+
+def test_a_dead_lettered_batch_larger_than_a_page_is_watched_whole(
+    redis_client: redis.Redis, clock: FakeClock
+) -> None:
+    loop = grace_loop(redis_client, clock, "after_grace")
+    claim = loop.claim(size=25)
+    loop.unknown(claim)  # 25 dead letters written at one and the same time
+    assert loop.runtime.unknowns._watch_new(limit=10) == 25
+    assert loop.runtime.unknowns._watch_new(limit=10) == 0  # read again: nothing new
+    assert redis_client.zcard(loop.keys.unknown_watch) == 25

@@ -79,27 +79,37 @@ class Unknowns:
             self._resolve(due, result)
         return result
 
-    def _watch_new(self, limit: int) -> int:
-        """Add the unknown_outcome dead letters written since the last pass to the watch."""
+    def _watch_new(self, limit: int, pages: int = 10) -> int:
+        """Add the unknown_outcome dead letters written since the last pass to the watch.
+
+        The cursor is a time (ms): a whole batch is dead-lettered at one time, so a page may
+        end inside a group of equal times; the next page then skips what was read of it.
+        Reading a dead letter twice is harmless (ZADD NX)."""
         cursor = int(self.client.get(self.keys.unknown_cursor) or 0)
-        raw = self.client.zrangebyscore(
-            self.keys.dead_index, cursor, "+inf", 0, limit, withscores=True
-        )
-        scores = {as_text(row[0]): int(row[1]) for row in raw}
-        if not scores:
-            return 0
-        unknown = {
-            r["id"]: scores[r["id"]]
-            for r in self.dead.get(list(scores))
-            if r.get("reason") == UNKNOWN_OUTCOME and r["id"] in scores
-        }
-        pipe = self.client.pipeline(transaction=False)
-        if unknown:
-            pipe.zadd(self.keys.unknown_watch, unknown, nx=True)
-        # Inclusive next time: a dead letter written in the same millisecond is not missed.
-        pipe.set(self.keys.unknown_cursor, max(scores.values()))
-        replies = pipe.execute()
-        return int(replies[0]) if unknown else 0
+        offset = added = 0
+        for _ in range(pages):
+            raw = self.client.zrangebyscore(
+                self.keys.dead_index, cursor, "+inf", offset, limit, withscores=True
+            )
+            scores = {as_text(row[0]): int(row[1]) for row in raw}
+            if not scores:
+                break
+            unknown = {
+                r["id"]: scores[r["id"]]
+                for r in self.dead.get(list(scores))
+                if r.get("reason") == UNKNOWN_OUTCOME and r["id"] in scores
+            }
+            if unknown:
+                added += int(self.client.zadd(self.keys.unknown_watch, unknown, nx=True) or 0)
+            top = max(scores.values())
+            if top == cursor:
+                offset += len(scores)
+            else:
+                cursor, offset = top, sum(1 for s in scores.values() if s == top)
+            if len(scores) < limit:
+                break
+        self.client.set(self.keys.unknown_cursor, cursor)
+        return added
 
     def _look(self, dl_id: str) -> str:
         record = self.dead.get([dl_id])
