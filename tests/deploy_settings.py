@@ -16,11 +16,14 @@ from worker.settings import declared
 
 # Settings the deploy files name before worker/settings.py declares them; remove each name once
 # its setting is declared there (the tests then check it like every other).
-PENDING_SETTINGS = {
-    "LEVERS_WEBHOOK_SECRET": "Levers webhooks (call outcomes), a secret",
-}
+PENDING_SETTINGS: dict[str, str] = {}
 # Pending settings that will be secrets, so NAME_FILE is expected to work for them.
-PENDING_SECRETS = {"LEVERS_WEBHOOK_SECRET"}
+PENDING_SECRETS: set[str] = set()
+# What a secret's file holds in these tests: a value each secret's own check accepts.
+PLAUSIBLE_SECRETS = {
+    "LEVERS_WEBHOOK_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+    "LEVERS_CALLBACK_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+}
 # Variables that are not settings of ours but are read by a library.
 LIBRARY_VARIABLES = {
     "PROMETHEUS_MULTIPROC_DIR": "prometheus_client's multiprocess directory (levers-worker)",
@@ -58,7 +61,10 @@ def settings_source(values: Mapping[str, str], secrets_dir: Path) -> dict[str, s
             continue
         if base is not None:
             path = secrets_dir / base.lower()
-            path.write_text("a-test-value-for-every-secret\n", encoding="utf-8")
+            path.write_text(
+                PLAUSIBLE_SECRETS.get(base, "a-test-value-for-every-secret") + "\n",
+                encoding="utf-8",
+            )
             value = str(path)
         source[name] = value
     return source

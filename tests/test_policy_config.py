@@ -116,7 +116,7 @@ def test_every_problem_is_reported_at_once_with_its_toml_path(tmp_path: Path) ->
     problems = caught.value.problems
     expected = [
         "colour: unknown key",
-        "retries: retry rules are not supported by this version yet",
+        "retries: unknown key (expected one of: default, templates, countries, caps)",
         "default.window: 'mars' is not",
         "templates.abc: not an aiSettingsTemplateId",
         "templates.abc.days: 'sun-thx' is not a day",
@@ -153,7 +153,7 @@ def test_every_problem_is_reported_at_once_with_its_toml_path(tmp_path: Path) ->
         ("[templates.default.caps]\nlimits = [{calls = 1, period = '400d'}]", "templates.default"),
         ("caps = 3", "caps: must be a table"),
         ("templates = 3", "templates: must be a table"),
-        ("[templates.default]\nretries = {}", "templates.default.retries: retry rules"),
+        ("[templates.default]\nretries = {max = 3}", "templates.default.retries: unknown key"),
     ],
 )
 def test_single_mistakes(text: str, problem: str) -> None:

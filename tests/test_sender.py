@@ -109,10 +109,29 @@ def test_2xx_marks_batch_sent_with_documented_body(
     assert body["aiSettingsTemplateId"] == TEMPLATE and body["updateExisting"] is True
     contacts = body["contacts"]
     assert isinstance(contacts, list) and len(contacts) == 3
-    assert contacts[0]["metadata"] == {
-        "crm": 0,
-        CORRELATION_KEY: {"batch_id": batch_id, "contact_id": "msg-0"},
-    }
+    # The correlation Levers echoes in its call-ended webhook: which contact, its dead-letter
+    # id should the outcome be unknown (batch id and index), and when it was appended (ms).
+    appended_ms = int(clock() * 1000)
+    assert [c["metadata"] for c in contacts[:2]] == [
+        {
+            "crm": 0,
+            CORRELATION_KEY: {
+                "batch_id": batch_id,
+                "contact_id": "msg-0",
+                "index": 0,
+                "at": appended_ms,
+            },
+        },
+        {
+            "crm": 1,
+            CORRELATION_KEY: {
+                "batch_id": batch_id,
+                "contact_id": "msg-1",
+                "index": 1,
+                "at": appended_ms,
+            },
+        },
+    ]
     assert h.state(batch_id) == "sent"
     # A redelivered send message for a sent batch does nothing.
     assert h.sender.send(batch_id).outcome == "skipped"

@@ -33,7 +33,9 @@ def test_defaults_match_the_design() -> None:
     assert settings.dedupe_window_seconds == 3600
     assert settings.metrics_port == 9191
     assert settings.default_region is None
-    assert settings.resend_unknown is False
+    assert settings.resend_unknown == "false"
+    assert settings.resend_unknown_at_once is False
+    assert settings.webhook_secret is None
     assert settings.has_credentials is False
 
 
@@ -79,7 +81,9 @@ PARSED = [
     ("LEVERS_REQUEST_TIMEOUT_SECONDS", "12.5", "request_timeout_seconds", 12.5),
     ("LEVERS_MAX_SEND_RETRIES", "0", "max_send_retries", 0),
     ("LEVERS_SEND_LEASE_SECONDS", "300", "send_lease_seconds", 300.0),
-    ("LEVERS_RESEND_UNKNOWN", "true", "resend_unknown", True),
+    ("LEVERS_RESEND_UNKNOWN", "true", "resend_unknown", "true"),
+    ("LEVERS_RESEND_UNKNOWN", "After_Grace", "resend_unknown", "after_grace"),
+    ("LEVERS_OUTCOME_GRACE_SECONDS", "600", "outcome_grace_seconds", 600),
     ("LEVERS_BATCH_RETENTION_SECONDS", "3600", "batch_retention_seconds", 3600),
     ("LEVERS_WORKER_TIMEOUT_MS", "50", "worker_timeout_ms", 50),
     ("LEVERS_HEARTBEAT_TIMEOUT_MS", "15000", "heartbeat_timeout_ms", 15000),
@@ -139,6 +143,7 @@ BAD = [
     ("LEVERS_MAX_SEND_RETRIES", "-1"),
     ("LEVERS_SEND_LEASE_SECONDS", "0.5"),
     ("LEVERS_RESEND_UNKNOWN", "maybe"),
+    ("LEVERS_OUTCOME_GRACE_SECONDS", "10"),
     ("LEVERS_BATCH_RETENTION_SECONDS", "59"),
     ("LEVERS_WORKER_TIMEOUT_MS", "5"),
     ("LEVERS_HEARTBEAT_TIMEOUT_MS", "999"),
@@ -318,18 +323,40 @@ def test_trailing_slash_is_removed_from_base_url(raw: str, expected: str) -> Non
 
 @pytest.mark.parametrize("raw", ["1", "true", "TRUE", "True", "yes", "on", " On "])
 def test_resend_unknown_true(raw: str) -> None:
-    assert Settings.from_env({"LEVERS_RESEND_UNKNOWN": raw}).resend_unknown is True
+    settings = Settings.from_env({"LEVERS_RESEND_UNKNOWN": raw})
+    assert (settings.resend_unknown, settings.resend_unknown_at_once) == ("true", True)
 
 
 @pytest.mark.parametrize("raw", ["0", "false", "FALSE", "no", "off", ""])
 def test_resend_unknown_false(raw: str) -> None:
-    assert Settings.from_env({"LEVERS_RESEND_UNKNOWN": raw}).resend_unknown is False
+    settings = Settings.from_env({"LEVERS_RESEND_UNKNOWN": raw})
+    assert (settings.resend_unknown, settings.resend_unknown_at_once) == ("false", False)
 
 
-@pytest.mark.parametrize("raw", ["maybe", "2", "enabled", "truee"])
+def test_resend_unknown_after_grace_is_not_an_immediate_resend() -> None:
+    settings = Settings.from_env({"LEVERS_RESEND_UNKNOWN": "after_grace"})
+    assert (settings.resend_unknown, settings.resend_unknown_at_once) == ("after_grace", False)
+
+
+@pytest.mark.parametrize("raw", ["maybe", "2", "enabled", "truee", "after"])
 def test_resend_unknown_rejects_other_words(raw: str) -> None:
     error = problems_of({"LEVERS_RESEND_UNKNOWN": raw})
     assert error.problems[0].startswith("LEVERS_RESEND_UNKNOWN=")
+
+
+WHSEC = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+
+@pytest.mark.parametrize("raw", [WHSEC, WHSEC.removeprefix("whsec_")])
+def test_webhook_secret_in_svix_form(raw: str) -> None:
+    assert Settings.from_env({"LEVERS_WEBHOOK_SECRET": raw}).webhook_secret == raw
+
+
+@pytest.mark.parametrize("raw", ["whsec_not base64!", "whsec_c2hvcnQ=", "whsec_"])
+def test_a_bad_webhook_secret_is_refused_without_echoing_it(raw: str) -> None:
+    error = problems_of({"LEVERS_WEBHOOK_SECRET": raw})
+    assert error.problems[0].startswith("LEVERS_WEBHOOK_SECRET:")
+    assert raw.removeprefix("whsec_") not in str(error) or raw == "whsec_"
 
 
 def test_unknown_default_region_is_an_error() -> None:

@@ -28,6 +28,11 @@ CONTACTS_QUEUE = "levers.contacts"
 BATCHES_QUEUE = "levers.batches"
 AGGREGATE_ACTOR = "levers_aggregate"
 SEND_ACTOR = "levers_send_batch"
+# Call outcomes: verified webhook events (from levers-ingest), and callbacks to producers.
+OUTCOMES_QUEUE = "levers.outcomes"
+CALLBACKS_QUEUE = "levers.callbacks"
+OUTCOME_ACTOR = "levers_outcome"
+CALLBACK_ACTOR = "levers_callback"
 
 
 class ReconnectWatch:
@@ -81,6 +86,8 @@ def build_broker(
         broker.add_middleware(extra)
     broker.declare_queue(CONTACTS_QUEUE)
     broker.declare_queue(BATCHES_QUEUE)
+    broker.declare_queue(OUTCOMES_QUEUE)
+    broker.declare_queue(CALLBACKS_QUEUE)
     return broker
 
 
@@ -98,6 +105,24 @@ def contact_message(payload: dict[str, Any] | list[dict[str, Any]]) -> dramatiq.
 def send_message(batch_id: str) -> dramatiq.Message[Any]:
     return dramatiq.Message(
         queue_name=BATCHES_QUEUE, actor_name=SEND_ACTOR, args=(batch_id,), kwargs={}, options={}
+    )
+
+
+def outcome_message(event: dict[str, Any]) -> dramatiq.Message[Any]:
+    """A message for the outcome actor: one verified call-ended event (`worker.events`)."""
+    return dramatiq.Message(
+        queue_name=OUTCOMES_QUEUE, actor_name=OUTCOME_ACTOR, args=(event,), kwargs={}, options={}
+    )
+
+
+def callback_message(callback_id: str, url: str, payload: dict[str, Any]) -> dramatiq.Message[Any]:
+    """A message for the callback actor: POST one outcome to a producer's URL."""
+    return dramatiq.Message(
+        queue_name=CALLBACKS_QUEUE,
+        actor_name=CALLBACK_ACTOR,
+        args=(callback_id, url, payload),
+        kwargs={},
+        options={},
     )
 
 

@@ -159,6 +159,9 @@ def start_endpoint(settings: Settings, supervisor: Supervisor, auth: AuthCheck) 
             settings.max_requests_per_second,
         )
     )
+    from worker.outcome_metrics import OutcomeStateCollector
+
+    registry.register(OutcomeStateCollector(client, keys))
     ready = Readiness(client, settings, auth)
     try:
         endpoint = Endpoint(settings.metrics_port, registry, supervisor.healthy, ready)
@@ -189,6 +192,9 @@ def worker_main(argv: list[str] | None = None) -> int:
         policy_from_settings(settings)  # a bad policy stops start-up here, not in every process
     except PolicyError as exc:
         raise fail(PROG, str(exc)) from None
+    from worker.outcome_checks import check_or_exit
+
+    check_or_exit(settings)
     logs.configure(settings.log_level, settings.log_format)
     prepare_metrics_dir(settings.metrics_port)
     supervisor = Supervisor(args.processes, args.threads, args.send_threads or args.threads)

@@ -1,10 +1,12 @@
 """`python -m worker.demo` (`./scripts/demo`): the whole product end to end on this machine.
 
-Uses the Redis at REDIS_URL (or starts a private `redis-server`), starts the sandbox and a
-worker, writes 1,003 sample contacts over three templates and both `updateExisting` values to a
-CSV file (three of them invalid) and imports it with `levers-enqueue`, waits until every
-accepted contact was sent, prints what the sandbox received per batch key, and stops what it
-started. It writes only under a namespace of its own and deletes only that.
+Uses the Redis at REDIS_URL (or starts a private `redis-server`), starts the sandbox, a worker
+and levers-ingest, writes 1,003 sample contacts over three templates and both `updateExisting`
+values to a CSV file (three of them invalid) and imports it with `levers-enqueue`, waits until
+every accepted contact was sent, prints what the sandbox received per batch key; then, as the
+sandbox sends each call's signed `phone_call.ended` webhook to levers-ingest, waits for the
+worker to record every outcome and prints them per template. It stops what it started, writes
+only under a namespace of its own and deletes only that.
 
 With `--ingest` it imports nothing itself: it starts `levers-ingest` too, prints a token and
 a curl command, and prints each request the sandbox receives until Ctrl-C.
@@ -13,6 +15,7 @@ a curl command, and prints each request the sandbox receives until Ctrl-C.
 from __future__ import annotations
 
 import argparse
+import base64
 import csv
 import json
 import os
@@ -34,17 +37,20 @@ import httpx
 import redis
 
 from worker.backlog import read_totals
-from worker.contacts import batch_key, mask_number
+from worker.contacts import RESERVED_METADATA_KEY, batch_key, mask_number
 from worker.keys import Keys
 from worker.local import RedisServer, answers, free_port
+from worker.outcomes import OutcomeStore
 from worker.presence import no_worker_warning
 from worker.sandbox import Sandbox, SandboxConfig
+from worker.sandbox_webhooks import WebhookConfig
 from worker.settings import Settings
 
 TEMPLATES = [None, "0b6f3f4e-6a43-4a5e-9e59-7f3b3c1d2a10", "9c1d2e3f-4a5b-4c6d-8e7f-a0b1c2d3e4f5"]
 CONTACTS = 1000
 DEMO_ID, DEMO_SECRET = "demo-client", "demo-secret"
 DEMO_INGEST_PORT = 8088
+WEBHOOK_PATH = "/v1/webhooks/levers"
 
 
 def write_sample_csv(path: Path) -> int:
@@ -88,7 +94,12 @@ def run(ingest: bool = False) -> int:
         own_redis = RedisServer(Path(tempfile.mkdtemp(prefix="levers-demo-redis-"))).start()
         url = own_redis.url
     namespace = f"levers-demo-{uuid.uuid4().hex[:8]}"
-    sandbox = Sandbox(SandboxConfig(client_id=DEMO_ID, client_secret=DEMO_SECRET)).start()
+    webhook_secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+    # The calls the sandbox "places" end within a second or so, in a realistic mix.
+    webhooks = WebhookConfig(secret=webhook_secret, delay_seconds=0.2, jitter_seconds=0.8)
+    sandbox = Sandbox(
+        SandboxConfig(client_id=DEMO_ID, client_secret=DEMO_SECRET), webhooks=webhooks
+    ).start()
     env = {
         **os.environ,
         "REDIS_URL": url,
@@ -101,6 +112,7 @@ def run(ingest: bool = False) -> int:
         "LEVERS_DEFAULT_WINDOW": "always",
         "LEVERS_METRICS_PORT": str(free_port()),
         "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix="levers-demo-metrics-"),
+        "LEVERS_WEBHOOK_SECRET": webhook_secret,
     }
     settings = Settings.from_env(env)
     print(
@@ -114,10 +126,16 @@ def run(ingest: bool = False) -> int:
     )
     client = redis.Redis.from_url(url)
     work = Path(tempfile.mkdtemp(prefix="levers-demo-"))
+    ingest_process: subprocess.Popen[bytes] | None = None
     try:
         wait_ready(settings, client, worker)
         if ingest:
             return serve_ingest(env, sandbox, worker)
+        # levers-ingest receives the sandbox's webhooks, as it would Levers' own.
+        ingest_process, ingest_url = start_ingest(env, free_port(), secrets.token_urlsafe(24))
+        sandbox.webhooks.configure(url=ingest_url + WEBHOOK_PATH)
+        if not wait_ingest_ready(ingest_url, ingest_process):
+            return 1
         started = time.monotonic()
         contacts = work / "contacts.csv"
         valid = write_sample_csv(contacts)
@@ -142,8 +160,20 @@ def run(ingest: bool = False) -> int:
         sent, batches = totals.get("contacts_sent", 0), totals.get("batches_sent", 0)
         dead = totals.get("contacts_dead", 0)
         print(f"worker totals: {sent} contacts sent in {batches} requests, {dead} dead letters")
-        return 0
+        store = OutcomeStore(client, Keys(namespace), settings.outcome_retention_seconds)
+        # Each sent contact carries its contact id in our correlation metadata.
+        ids = [
+            contact["metadata"][RESERVED_METADATA_KEY]["contact_id"]
+            for request in sandbox.accepted()
+            for contact in request.body["contacts"]
+        ]
+        outcomes = wait_outcomes(store, ids, worker, deadline=time.monotonic() + 60)
+        print_outcomes(outcomes, len(ids))
+        return 0 if len(outcomes) == len(ids) else 1
     finally:
+        if ingest_process is not None:
+            ingest_process.send_signal(signal.SIGTERM)
+            ingest_process.wait(30)
         worker.send_signal(signal.SIGTERM)
         worker.wait(30)
         sandbox.stop()
@@ -192,6 +222,57 @@ def print_table(sandbox: Sandbox, expected: int, elapsed: float) -> None:
     )
 
 
+def wait_outcomes(
+    store: OutcomeStore, ids: list[str], worker: subprocess.Popen[bytes], deadline: float
+) -> list[dict[str, Any]]:
+    """The outcome records of `ids`, once all are in (or at the deadline, those that are)."""
+    while True:
+        found = [r for r in (store.contact(i) for i in ids) if r is not None]
+        if len(found) == len(ids) or worker.poll() is not None or time.monotonic() > deadline:
+            return found
+        time.sleep(0.25)
+
+
+def print_outcomes(outcomes: list[dict[str, Any]], expected: int) -> None:
+    """Per template: calls that reached the person (pass) or not (fail), and why those failed."""
+    calls: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    failed: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for record in outcomes:
+        template = record["batchKey"].rpartition(":")[0]
+        outcome = record["outcome"]
+        status = outcome.get("deliveryStatus", "other")
+        calls[template][status] += 1
+        if status != "pass":
+            failed[template][outcome.get("endedReason", "-")] += 1
+    print("\ncall outcomes per template (phone_call.ended webhooks, through levers-ingest):")
+    print(f"{'template':<38} {'calls':>5} {'pass':>5} {'fail':>5}  why the failed calls ended")
+    for template in sorted(calls):
+        c = calls[template]
+        why = ", ".join(
+            f"{r} {n}" for r, n in sorted(failed[template].items(), key=lambda i: -i[1])
+        )
+        print(f"{template:<38} {sum(c.values()):>5} {c['pass']:>5} {c['fail']:>5}  {why}")
+    print(f"{len(outcomes)} of {expected} calls reported ended (levers-admin contacts show ID)")
+
+
+def start_ingest(env: dict[str, str], port: int, token: str) -> tuple[subprocess.Popen[bytes], str]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "producers.ingest.cli", "--port", str(port)],
+        env={**env, "LEVERS_INGEST_TOKENS": token, "LEVERS_LOG_LEVEL": "WARNING"},
+    )
+    return process, f"http://127.0.0.1:{port}"
+
+
+def wait_ingest_ready(url: str, process: subprocess.Popen[bytes], seconds: float = 30) -> bool:
+    deadline = time.monotonic() + seconds
+    while not _ready(url):
+        if process.poll() is not None or time.monotonic() > deadline:
+            print("levers demo: levers-ingest did not start; see its log above")
+            return False
+        time.sleep(0.1)
+    return True
+
+
 SAMPLE_BODY = [
     {
         "numberToCall": "+966501234567",
@@ -214,21 +295,14 @@ def serve_ingest(env: dict[str, str], sandbox: Sandbox, worker: subprocess.Popen
         port = int(requested)
     else:
         port = DEMO_INGEST_PORT if port_is_free(DEMO_INGEST_PORT) else free_port()
-    ingest = subprocess.Popen(
-        [sys.executable, "-m", "producers.ingest.cli", "--port", str(port)],
-        env={**env, "LEVERS_INGEST_TOKENS": token, "LEVERS_LOG_LEVEL": "WARNING"},
-    )
-    url = f"http://127.0.0.1:{port}"
+    ingest, url = start_ingest(env, port, token)
+    sandbox.webhooks.configure(url=url + WEBHOOK_PATH)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     try:
-        deadline = time.monotonic() + 30
-        while not _ready(url):
-            if ingest.poll() is not None or time.monotonic() > deadline:
-                print("levers demo: levers-ingest did not start; see its log above")
-                return 1
-            time.sleep(0.1)
+        if not wait_ingest_ready(url, ingest):
+            return 1
         body = json.dumps(SAMPLE_BODY)
         print(
             f"\nlevers-ingest: {url} (OpenAPI: {url}/docs), token {token}\n"

@@ -207,3 +207,83 @@ class Keys:
     def import_record(self, file_sha256: str) -> str:
         """Hash: how far `levers-enqueue` got with the file of this content (for --resume)."""
         return f"{self.namespace}:import:{file_sha256}"
+
+    # -- call outcomes (webhooks, retries, callbacks) ------------------------------------------
+
+    def webhook(self, event_id: str) -> str:
+        """String, set when levers-ingest queued the webhook delivery `event_id` (svix-id), kept
+        longer than Svix retries a delivery (LEVERS_WEBHOOK_DEDUPE_SECONDS): a duplicate or a
+        replayed delivery queues nothing again."""
+        return f"{self.namespace}:webhook:{event_id}"
+
+    @property
+    def webhook_last(self) -> str:
+        """String, time (ms) the last verified call-ended event was recorded: the webhook path
+        works (LEVERS_RESEND_UNKNOWN=after_grace resends only while it does)."""
+        return f"{self.namespace}:webhook:last"
+
+    def outcome(self, contact_id: str) -> str:
+        """String, JSON: the outcome of the call made for one contact id, with a retention
+        (LEVERS_OUTCOME_RETENTION_SECONDS)."""
+        return f"{self.namespace}:outcome:{contact_id}"
+
+    def batch_outcomes(self, batch_id: str) -> str:
+        """Hash contact id -> "deliveryStatus endedReason": the outcomes of one batch's calls."""
+        return f"{self.namespace}:outcomes:batch:{batch_id}"
+
+    @property
+    def unmatched(self) -> str:
+        """Hash event id -> JSON: verified events that match no contact of this namespace."""
+        return f"{self.namespace}:outcomes:unmatched"
+
+    @property
+    def unmatched_index(self) -> str:
+        """Sorted set event id -> time (ms) received: for listing, capping and expiring."""
+        return f"{self.namespace}:outcomes:unmatched:index"
+
+    def outcome_labels(self, label: str) -> str:
+        """Set of the values of one outcome metric label seen so far (call output, ended
+        reason), capped at LEVERS_METRICS_MAX_OUTCOME_LABELS so that every process and replica
+        folds the same values into `other`."""
+        return f"{self.namespace}:outcomes:labels:{label}"
+
+    def sent_contact(self, contact_id: str) -> str:
+        """String, JSON {batch_key, contact}: a contact as it was sent, kept only for templates
+        whose policy retries calls (a retry needs its names and prompt tags, which Levers does
+        not echo)."""
+        return f"{self.namespace}:sent:{contact_id}"
+
+    def retry_lineage(self, contact_id: str) -> str:
+        """String "<n>:<original contact id>": this contact is the n-th policy retry of that one."""
+        return f"{self.namespace}:retry:of:{contact_id}"
+
+    def retry_scheduled(self, original_id: str, n: int) -> str:
+        """String, the contact id of the n-th retry of `original_id`: set together with its
+        message, so that a second event (a redelivered webhook) schedules nothing again."""
+        return f"{self.namespace}:retry:scheduled:{original_id}:{n}"
+
+    def notified(self, contact_id: str, kind: str) -> str:
+        """Marker that the outcome of a contact was handed to its producer (`kind`: actor or
+        http), set together with the message that does it."""
+        return f"{self.namespace}:notified:{kind}:{contact_id}"
+
+    @property
+    def callbacks_dead(self) -> str:
+        """Hash callback id -> JSON: outcome callbacks given up after their last attempt."""
+        return f"{self.namespace}:callbacks:dead"
+
+    @property
+    def callbacks_dead_index(self) -> str:
+        """Sorted set callback id -> time (ms) it was given up."""
+        return f"{self.namespace}:callbacks:dead:index"
+
+    @property
+    def unknown_watch(self) -> str:
+        """Sorted set dead-letter id -> time (ms) dead-lettered: `unknown_outcome` dead letters
+        waiting for their call-ended event (or for LEVERS_OUTCOME_GRACE_SECONDS)."""
+        return f"{self.namespace}:unknown:watch"
+
+    @property
+    def unknown_cursor(self) -> str:
+        """String, time (ms) up to which the dead-letter index was read for the watch."""
+        return f"{self.namespace}:unknown:cursor"

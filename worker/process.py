@@ -1,4 +1,5 @@
-"""One worker process: a thread pool per queue (contacts, batches) plus the flusher thread.
+"""One worker process: a thread pool per queue (contacts, batches, outcomes, callbacks) plus the
+flusher thread.
 
 Started by `levers-worker` (once per `--processes`), with `PROMETHEUS_MULTIPROC_DIR` already set
 by the supervisor. SIGTERM stops it gracefully: consumers stop taking messages, messages in
@@ -19,8 +20,15 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware.prometheus import Prometheus
 
 from worker import logs, redis_health
-from worker.actors import declare_actors
-from worker.broker import BATCHES_QUEUE, CONTACTS_QUEUE, ReconnectWatch, build_broker
+from worker.actors import declare_actors, declare_outcome_actors
+from worker.broker import (
+    BATCHES_QUEUE,
+    CALLBACKS_QUEUE,
+    CONTACTS_QUEUE,
+    OUTCOMES_QUEUE,
+    ReconnectWatch,
+    build_broker,
+)
 from worker.connection import describe
 from worker.metrics import Metrics
 from worker.redis_health import RedisHealth
@@ -28,6 +36,9 @@ from worker.runtime import Runtime
 from worker.settings import Settings, settings_or_exit
 
 log = logging.getLogger("levers.process")
+
+OUTCOME_THREADS = 2
+CALLBACK_THREADS = 2
 
 
 def new_broker_identity(broker: RedisBroker) -> None:
@@ -75,6 +86,7 @@ def run(
     runtime.flusher.reconnected = watch.take
     runtime.flusher.health = health
     declare_actors(runtime)
+    declare_outcome_actors(runtime)
     broker.emit_after("process_boot")
 
     stop = threading.Event()
@@ -90,12 +102,19 @@ def run(
             worker_threads=count,
             worker_timeout=settings.worker_timeout_ms,
         )
-        for queue, count in ((CONTACTS_QUEUE, threads), (BATCHES_QUEUE, send_threads))
+        for queue, count in (
+            (CONTACTS_QUEUE, threads),
+            (BATCHES_QUEUE, send_threads),
+            # Outcomes and callbacks have pools of their own: a slow producer endpoint never
+            # holds up recording outcomes, and neither ever holds up contacts or sends.
+            (OUTCOMES_QUEUE, OUTCOME_THREADS),
+            (CALLBACKS_QUEUE, CALLBACK_THREADS),
+        )
     ]
     # The sender pool keeps dramatiq's default (2 x threads): a send token held by a dead
     # process only waits, while other tokens send its batches (see pick.lua).
     workers[0].queue_prefetch = settings.contacts_prefetch
-    # Each dramatiq Worker adds a middleware of its own to the broker; with two, dramatiq warns
+    # Each dramatiq Worker adds a middleware of its own to the broker; with several, dramatiq warns
     # that a middleware type was added twice, which here is intended.
     broker_log = logging.getLogger("dramatiq.broker.RedisBroker")
     level = broker_log.level

@@ -22,6 +22,8 @@ from worker.keys import Keys
 from worker.levers import LeversClient, Timeouts
 from worker.metrics import Metrics
 from worker.outbox import Outbox, OutboxConfig
+from worker.outcome_metrics import OutcomeMetrics
+from worker.outcome_runtime import OutcomeRuntime
 from worker.policy import CallingPolicy, policy_from_settings
 from worker.ratelimit import Limits, Pacer, Slots
 from worker.rejects import Rejects
@@ -86,6 +88,7 @@ class Runtime:
     sender: Sender
     flusher: Flusher
     metrics: Metrics
+    outcomes: OutcomeRuntime
 
     @classmethod
     def build(
@@ -102,8 +105,10 @@ class Runtime:
         LEVERS_DEFAULT_WINDOW); a bad policy file raises PolicyError."""
         redis_client: redis.Redis = broker.client
         keys = Keys(settings.namespace)
-        eligibility = Eligibility(policy or policy_from_settings(settings))
+        policy = policy or policy_from_settings(settings)
+        eligibility = Eligibility(policy)
         eligibility.warm()
+        outcomes = OutcomeRuntime.build(settings, broker, policy, OutcomeMetrics(), clock=clock)
         buffers = Buffers(redis_client, keys, buffer_config(settings), clock)
         holds = Holds(redis_client, keys, buffer_config(settings), clock)
         outbox = Outbox(redis_client, keys, outbox_config(settings), broker, clock)
@@ -130,8 +135,9 @@ class Runtime:
                 lease_seconds=slot_lease_seconds(settings),
                 clock=clock,
             ),
-            resend_unknown=settings.resend_unknown,
+            resend_unknown=settings.resend_unknown_at_once,
             eligibility=eligibility,
+            ledger=outcomes.ledger,
         )
         aggregator = Aggregator(
             buffers,
@@ -150,6 +156,9 @@ class Runtime:
             housekeeping=lambda: (
                 dead.expire(settings.dead_letter_retention_seconds),
                 suppression.expire(),
+                outcomes.housekeeping(settings),
             ),
         )
-        return cls(settings, broker, buffers, outbox, aggregator, sender, flusher, metrics)
+        return cls(
+            settings, broker, buffers, outbox, aggregator, sender, flusher, metrics, outcomes
+        )

@@ -24,6 +24,10 @@ Control endpoints, which Levers does not have:
 In Python, `Sandbox(SandboxConfig(...)).start()` serves on a free port in a daemon thread and
 offers the same controls as methods. `levers-sandbox` (see `main`) serves until SIGINT/SIGTERM.
 
+With a webhook URL and secret (`Sandbox(..., webhooks=WebhookConfig(...))`, or `--webhook-url`
+and `--webhook-secret`), it also sends Levers' signed `phone_call.ended` webhook for every
+contact of every request it accepted: see worker/sandbox_webhooks.py.
+
 A dropped answer is logged with status 0 (`DROPPED`) and counted under "dropped" in the stats.
 The bulk endpoint's 429s, 503s and drops only ever follow a valid token, so a client that
 authenticates badly sees 401s and nothing else.
@@ -57,6 +61,8 @@ from typing import Any, NamedTuple, cast
 
 import jwt
 import phonenumbers
+
+from worker.sandbox_webhooks import OUTCOMES, WebhookConfig, WebhookSender, parse_mix
 
 AUTH_PATH = "/auth/v1/api-key/auth"
 BULK_PATH = "/api-service/v1/ai/phone-calls/action/call-bulk"
@@ -474,7 +480,13 @@ class _State:
     answers line up with the limiter's decisions and tests can move time instead of sleeping.
     """
 
-    def __init__(self, config: SandboxConfig, clock: Clock) -> None:
+    def __init__(
+        self,
+        config: SandboxConfig,
+        clock: Clock,
+        on_accept: Callable[[JSONObject], None] | None = None,
+    ) -> None:
+        self._on_accept = on_accept  # the webhooks of the calls an accepted request places
         self._lock = threading.Lock()
         self._config = config
         self._clock = clock
@@ -574,6 +586,8 @@ class _State:
             time.sleep(config.latency_seconds)
         with self._lock:
             self._accepted.append(accepted)
+        if self._on_accept is not None:
+            self._on_accept(accepted.body)
         contacts = len(accepted.body["contacts"])
         return (_Reply(0, drop=True) if dice.drop else _Reply(201, {})), contacts
 
@@ -853,8 +867,10 @@ class Sandbox:
         *,
         verbose: bool = False,
         clock: Clock = time.time,
+        webhooks: WebhookConfig | None = None,
     ) -> None:
-        self._state = _State(config, clock)
+        self.webhooks = WebhookSender(webhooks or WebhookConfig(), clock)
+        self._state = _State(config, clock, self.webhooks.on_accepted)
         self._address = (host, port)
         self._verbose = verbose
         self._server: _Server | None = None
@@ -873,6 +889,7 @@ class Sandbox:
         )
         thread.start()
         self._server, self._thread = server, thread
+        self.webhooks.start()
         return self
 
     def stop(self) -> None:
@@ -884,6 +901,7 @@ class Sandbox:
         server.close_connections()
         server.server_close()
         thread.join()
+        self.webhooks.stop()
 
     @property
     def url(self) -> str:
@@ -1056,6 +1074,56 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     add("--seed", type=int, default=None, help="seed of the random choices (default: from the OS)")
     add("--verbose", action="store_true", help="one line per request on stderr (default: off)")
+    add(
+        "--webhook-url",
+        metavar="URL",
+        help="POST a signed phone_call.ended webhook per accepted contact here "
+        "(default: none, no webhooks)",
+    )
+    add(
+        "--webhook-secret",
+        metavar="WHSEC",
+        help="whsec_... secret to sign the webhooks with, as Svix does (default: none)",
+    )
+    add(
+        "--webhook-secret-file",
+        metavar="FILE",
+        help="a file holding that secret, kept out of the process list (default: none)",
+    )
+    add(
+        "--webhook-mix",
+        type=parse_mix,
+        default=None,
+        metavar="WEIGHTS",
+        help=f"outcome weights, e.g. answered=0.7,no_answer=0.3 ({', '.join(OUTCOMES)}; "
+        "default: the sandbox's own mix)",
+    )
+    add(
+        "--webhook-delay",
+        type=_non_negative,
+        default=0.0,
+        metavar="SECONDS",
+        help="before each event is sent (default: 0)",
+    )
+    add(
+        "--webhook-jitter",
+        type=_non_negative,
+        default=0.0,
+        metavar="SECONDS",
+        help="random extra delay of each event (default: 0)",
+    )
+    add(
+        "--webhook-duplicates",
+        type=_fraction,
+        default=0.0,
+        metavar="FRACTION",
+        help="events delivered twice (default: 0)",
+    )
+    add(
+        "--webhook-out-of-order",
+        action="store_true",
+        help="each request's events sent in reverse order (default: in order)",
+    )
     return parser
 
 
@@ -1074,6 +1142,27 @@ def start_banner(sandbox: Sandbox) -> str:
             f"watch it: curl {url}{STATS_PATH} (also {REQUESTS_PATH}, {CONFIG_PATH}); "
             "Ctrl-C stops it",
         ]
+    )
+
+
+def _webhooks_from_args(args: argparse.Namespace) -> WebhookConfig:
+    changes: dict[str, Any] = {} if args.webhook_mix is None else {"mix": args.webhook_mix}
+    secret = args.webhook_secret
+    if args.webhook_secret_file:
+        try:
+            with open(args.webhook_secret_file, encoding="utf-8") as file:
+                secret = file.read().strip()
+        except OSError as exc:
+            raise ValueError(f"--webhook-secret-file: {exc.strerror}") from None
+    return WebhookConfig(
+        url=args.webhook_url,
+        secret=secret,
+        delay_seconds=args.webhook_delay,
+        jitter_seconds=args.webhook_jitter,
+        duplicate_rate=args.webhook_duplicates,
+        out_of_order=args.webhook_out_of_order,
+        seed=args.seed,
+        **changes,
     )
 
 
@@ -1120,8 +1209,15 @@ def _stop_on_signals() -> Iterator[None]:
 
 def main(argv: list[str] | None = None) -> int:
     """`levers-sandbox`: serve until SIGINT or SIGTERM, then exit 0."""
-    args = _build_parser().parse_args(argv)
-    sandbox = Sandbox(_config_from_args(args), args.host, args.port, verbose=args.verbose)
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    try:
+        webhooks = _webhooks_from_args(args)
+    except ValueError as exc:
+        parser.error(str(exc))
+    sandbox = Sandbox(
+        _config_from_args(args), args.host, args.port, verbose=args.verbose, webhooks=webhooks
+    )
     with _stop_on_signals():
         try:
             sandbox.start()

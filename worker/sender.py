@@ -64,6 +64,7 @@ from worker.levers import LeversClient, bulk_body
 from worker.metrics import Metrics, status_class
 from worker.outbox import Begun, Claim, Dead, Gate, Outbox, Outcome, Retry, Sent, Split
 from worker.ratelimit import Pacer, Slots
+from worker.retries import Ledger
 
 log = logging.getLogger("levers.sender")
 
@@ -125,6 +126,7 @@ class Sender:
         resend_unknown: bool = False,
         rng: random.Random | None = None,
         eligibility: Eligibility | None = None,
+        ledger: Ledger | None = None,
     ) -> None:
         """Without `eligibility` no contact is held back at send time (no calling policy)."""
         self.outbox = outbox
@@ -136,6 +138,7 @@ class Sender:
         self.resend_unknown = resend_unknown
         self.rng = rng or random.Random()
         self.eligibility = eligibility
+        self.ledger = ledger  # keeps the contacts of templates that retry calls
 
     def send(self, hint: str) -> SendResult:
         """Use one send token: the batch sent is chosen round robin across batch keys (see
@@ -168,6 +171,8 @@ class Sender:
         except LeversAuthError as exc:
             return self._record(claim, owner, self._retry(claim, None, str(exc), cause="auth"))
         try:
+            if self.ledger is not None:
+                self.ledger.remember(going)
             waited = 0.0
             if going.contacts:
                 waited = self.pacer.acquire(len(going.contacts))
@@ -429,11 +434,22 @@ def refused_contacts(response: httpx.Response, size: int) -> dict[int, str]:
 
 
 def correlate(claim: Claim) -> Sequence[dict[str, Any]]:
-    """Each contact with our correlation entry added to its metadata (the producer's keys kept)."""
+    """Each contact with our correlation entry added to its metadata (the producer's keys kept).
+
+    Levers echoes it in the call-ended webhook: `index` names the contact's dead letter should
+    this request's outcome be unknown (`<batch_id>:<index>`), `at` (ms, when it was appended)
+    gives the time from acceptance to the call's end (see worker/outcomes.py)."""
     out = []
-    for contact_id, entry in claim.contacts:
+    for index, (contact_id, entry) in enumerate(claim.contacts):
         metadata = dict(entry.get("metadata") or {})
-        metadata[CORRELATION_KEY] = {"batch_id": claim.batch_id, "contact_id": contact_id}
+        correlation: dict[str, Any] = {
+            "batch_id": claim.batch_id,
+            "contact_id": contact_id,
+            "index": index,
+        }
+        if index < len(claim.appended_at):
+            correlation["at"] = round(claim.appended_at[index] * 1000)
+        metadata[CORRELATION_KEY] = correlation
         out.append({**entry, "metadata": metadata})
     return out
 

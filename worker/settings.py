@@ -9,6 +9,8 @@ per restart.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import math
 import os
 import re
@@ -163,6 +165,37 @@ def _window(value: str) -> str:
     from worker.policy.presets import canonical_window_name
 
     return canonical_window_name(value) or value
+
+
+RESEND_MODES = ("false", "true", "after_grace")
+
+
+def _resend_normalise(value: str) -> str:
+    word = value.strip().lower()
+    if word in _TRUE:
+        return "true"
+    if word in _FALSE:
+        return "false"
+    return word
+
+
+def _resend_mode(value: str) -> str | None:
+    if _resend_normalise(value) not in RESEND_MODES:
+        return "must be false, true or after_grace"
+    return None
+
+
+def _webhook_secret(value: str) -> str | None:
+    # The form Svix hands out: "whsec_" and base64. Checked here so that a bad secret stops
+    # start-up with the other problems instead of failing every delivery. Never echoed.
+    body = value.removeprefix("whsec_")
+    try:
+        key = base64.b64decode(body + "=" * (-len(body) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return "must be the signing secret Levers shows (whsec_ and base64)"
+    if len(key) < 16:
+        return "is too short to be a signing secret (at least 16 bytes once decoded)"
+    return None
 
 
 def _lower(value: str) -> str:
@@ -406,10 +439,14 @@ class Settings:
         low=1,
         high=86_400,
     )
-    resend_unknown: bool = env(
+    resend_unknown: str = env(
         "LEVERS_RESEND_UNKNOWN",
-        False,
-        "resend a batch whose outcome is unknown instead of dead-lettering it",
+        "false",
+        "a batch whose outcome is unknown: false = dead-letter it for an operator; true = "
+        "resend it at once; after_grace = dead-letter it, settle each contact by its call-ended "
+        "event, and resend those with no event after LEVERS_OUTCOME_GRACE_SECONDS",
+        check=_resend_mode,
+        normalise=_resend_normalise,
     )
     batch_retention_seconds: int = env(
         "LEVERS_BATCH_RETENTION_SECONDS",
@@ -424,6 +461,70 @@ class Settings:
         "how long dead letters are kept for replay or purge, s",
         low=60,
         high=3650 * 86400,
+    )
+    # -- call outcomes ---------------------------------------------------------------------
+    webhook_secret: str | None = env(
+        "LEVERS_WEBHOOK_SECRET",
+        None,
+        "signing secret of Levers' webhooks (whsec_...); without it levers-ingest answers "
+        "POST /v1/webhooks/levers with 503",
+        kind=str,
+        check=_webhook_secret,
+        secret=True,
+    )
+    webhook_dedupe_seconds: int = env(
+        "LEVERS_WEBHOOK_DEDUPE_SECONDS",
+        3 * 86400,
+        "how long a webhook delivery id is remembered so that a duplicate or replayed delivery "
+        "does nothing, s (Svix retries a delivery for about 27.6 h)",
+        low=3600,
+        high=90 * 86400,
+    )
+    outcome_retention_seconds: int = env(
+        "LEVERS_OUTCOME_RETENTION_SECONDS",
+        7 * 86400,
+        "how long call outcomes, events that match no contact, and the copies of contacts kept "
+        "for retries are kept, s",
+        low=3600,
+        high=365 * 86400,
+    )
+    outcome_grace_seconds: int = env(
+        "LEVERS_OUTCOME_GRACE_SECONDS",
+        7200,
+        "with LEVERS_RESEND_UNKNOWN=after_grace, how long after an unknown outcome a contact "
+        "without a call-ended event is resent, s",
+        low=60,
+        high=30 * 86400,
+    )
+    callback_secret: str | None = env(
+        "LEVERS_CALLBACK_SECRET",
+        None,
+        "signing secret (whsec_...) of the outcome callbacks sent to producers' URLs; needed "
+        "when the policy names a callback url",
+        kind=str,
+        check=_webhook_secret,
+        secret=True,
+    )
+    callback_max_attempts: int = env(
+        "LEVERS_CALLBACK_MAX_ATTEMPTS",
+        8,
+        "attempts of an outcome callback before it is dead-lettered",
+        low=1,
+        high=100,
+    )
+    callback_backoff_seconds: float = env(
+        "LEVERS_CALLBACK_BACKOFF_SECONDS",
+        10.0,
+        "first wait between callback attempts, s; doubled each attempt (with jitter), at most 1 h",
+        low=0.01,
+        high=3600,
+    )
+    callback_timeout_seconds: float = env(
+        "LEVERS_CALLBACK_TIMEOUT_SECONDS",
+        10.0,
+        "connect and read timeout of one outcome callback, s",
+        low=0.1,
+        high=300,
     )
     # -- dramatiq --------------------------------------------------------------------------
     worker_timeout_ms: int = env(
@@ -506,6 +607,14 @@ class Settings:
         low=0,
         high=65535,
     )
+    metrics_max_outcome_labels: int = env(
+        "LEVERS_METRICS_MAX_OUTCOME_LABELS",
+        20,
+        "distinct call outputs (and ended reasons) shown as metric labels; the rest fold into "
+        "`other`",
+        low=1,
+        high=1000,
+    )
     metrics_max_batch_keys: int = env(
         "LEVERS_METRICS_MAX_BATCH_KEYS",
         20,
@@ -542,6 +651,11 @@ class Settings:
         if errors:
             raise SettingsError(errors)
         return cls(**values)
+
+    @property
+    def resend_unknown_at_once(self) -> bool:
+        """LEVERS_RESEND_UNKNOWN=true: the sender resends an unknown outcome like a 503."""
+        return self.resend_unknown == "true"
 
     @property
     def has_credentials(self) -> bool:

@@ -1,8 +1,8 @@
 """The levers-ingest ASGI app: `create_app(settings)` builds it; nothing happens at import.
 
-Routers, each with its own auth: `/v1/contacts` (bearer tokens, `contacts`) and the
-operations routes (`/healthz`, `/readyz`, `/metrics`, open like the worker's). Levers' webhooks
-and an operator console are further routers with their own credentials.
+Routers, each with its own auth: `/v1/contacts` (bearer tokens, `contacts`), Levers' webhooks
+at `/v1/webhooks/levers` (the Svix signature, `webhooks`), and the operations routes
+(`/healthz`, `/readyz`, `/metrics`, open like the worker's).
 
     uvicorn --factory producers.ingest.app:app_from_env   # or: levers-ingest
 """
@@ -30,6 +30,7 @@ from producers.ingest.intake import Intake
 from producers.ingest.limits import BodyLimit
 from producers.ingest.metrics import IngestMetrics, RequestMetrics
 from producers.ingest.models import Health, Problem, contact_schema
+from producers.ingest.webhooks import WebhookIntake, webhooks_router
 from worker.broker import build_broker
 from worker.connection import connect
 from worker.errors import SettingsError
@@ -144,7 +145,19 @@ def create_app(
         lifespan=lifespan,
         redoc_url=None,
     )
-    routers = [contacts_router(settings, intake, metrics), operations_router(intake, metrics)]
+    webhooks = None
+    if settings.webhook_secret:
+        webhooks = WebhookIntake(
+            settings.webhook_secret,
+            producer.broker,
+            Keys(settings.namespace),
+            settings.webhook_dedupe_seconds,
+        )
+    routers = [
+        contacts_router(settings, intake, metrics),
+        webhooks_router(webhooks, metrics),
+        operations_router(intake, metrics),
+    ]
     for router in routers:
         app.include_router(router)
     app.add_exception_handler(RequestValidationError, _validation_error)

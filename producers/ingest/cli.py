@@ -53,6 +53,11 @@ def main(argv: list[str] | None = None) -> int:
     log = logging.getLogger("levers.ingest")
     if settings.ingest_insecure_no_auth:
         log.warning("serving without auth (LEVERS_INGEST_INSECURE_NO_AUTH): anyone may enqueue")
+    if not settings.webhook_secret:
+        log.warning(
+            "LEVERS_WEBHOOK_SECRET is not set: POST /v1/webhooks/levers answers 503 "
+            "(Levers' call outcomes are not received)"
+        )
     host = args.host or settings.ingest_host
     port = args.port or settings.ingest_port
     config = uvicorn.Config(

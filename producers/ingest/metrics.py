@@ -15,6 +15,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from producers.ingest.idempotency import Outcomes
 
+WEBHOOK_RESULTS = (
+    "accepted",
+    "duplicate",
+    "missing_headers",
+    "stale",
+    "bad_signature",
+    "unconfigured",
+    "unavailable",
+)
 LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 
@@ -54,8 +63,19 @@ class IngestMetrics:
             "Idempotency-Key (nothing enqueued).",
             registry=r,
         )
+        self.webhooks = Counter(
+            "levers_ingest_webhooks",
+            "Deliveries to POST /v1/webhooks/levers by result: accepted (verified and queued), "
+            "duplicate (a delivery id seen before), missing_headers, stale (timestamp outside "
+            "the tolerance), bad_signature, unconfigured (no LEVERS_WEBHOOK_SECRET), "
+            "unavailable (Redis failed).",
+            ["result"],
+            registry=r,
+        )
         for outcome in ("accepted", "rejected"):
             self.contacts.labels(outcome)
+        for result in WEBHOOK_RESULTS:
+            self.webhooks.labels(result)
 
     def count(self, outcomes: Outcomes) -> None:
         self.contacts.labels("accepted").inc(outcomes.accepted)

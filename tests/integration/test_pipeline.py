@@ -84,7 +84,7 @@ def test_thousand_contacts_over_six_keys_each_sent_exactly_once(
             index = int(entry["metadata"]["crm_id"])
             assert entry["promptTags"] == {"amount": str(index)}
             correlation = entry["metadata"][RESERVED_METADATA_KEY]
-            assert set(correlation) == {"batch_id", "contact_id"}
+            assert set(correlation) == {"batch_id", "contact_id", "index", "at"}
             assert correlation["contact_id"] == result.accepted[index][1]
     assert set(seen) == set(expected_key)
     assert max(seen.values()) == 1

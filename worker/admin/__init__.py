@@ -16,13 +16,21 @@ from types import ModuleType
 
 import redis
 
-from worker.admin import control, dead_letters, holds, policy, status, suppress
+from worker.admin import control, dead_letters, holds, outcomes, policy, status, suppress
 from worker.admin.common import PROG, admin_epilog
 from worker.commands import HelpFormatter, fail, paragraphs, redis_or_exit, redis_problem
 from worker.connection import describe
 from worker.settings import settings_or_exit
 
-GROUPS: tuple[ModuleType, ...] = (status, dead_letters, holds, suppress, control, policy)
+GROUPS: tuple[ModuleType, ...] = (
+    status,
+    dead_letters,
+    holds,
+    suppress,
+    control,
+    outcomes,
+    policy,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

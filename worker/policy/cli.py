@@ -81,7 +81,9 @@ def summary(policy: Any) -> list[str]:
         if not isinstance(rule.window, str) and window.startswith("custom"):
             window = f"custom: {rule.window.describe()}"
         text = window + (f", time zone {rule.time_zone}" if rule.time_zone else "")
-        return text + (f", own caps {rule.caps.describe()}" if rule.caps.limits else "")
+        text += f", own caps {rule.caps.describe()}" if rule.caps.limits else ""
+        text += f", {rule.retries.describe()}" if rule.retries.enabled else ""
+        return text + (f", outcomes to {rule.outcomes.describe()}" if rule.outcomes.enabled else "")
 
     lines = [f"default: {rule_text(policy.default)}"]
     lines += [f"template {key}: {rule_text(rule)}" for key, rule in policy.templates.items()]

@@ -8,8 +8,10 @@
 The file's shape is documented, with a full example, in docs/calling-hours.md. Tables:
 `[default]` (the rule of templates not listed), `[templates."<aiSettingsTemplateId>"]` and
 `[templates.default]` (contacts with no template), `[countries.XX]` (windows for
-`by_country`, over the presets), `[caps]`. A key this version does not know is an error, so a
-typo never passes silently; `retries` is reserved for retry rules of unanswered calls.
+`by_country`, over the presets), `[caps]`. A rule may carry `retries` (retries of calls that
+did not reach the person) and `outcomes` (where the outcomes go to the producer): see
+worker/policy/outcomes.py. A key this version does not know is an error, so a typo never
+passes silently; a retry rule the caps would never let through is one too.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import phonenumbers
 
 from worker.errors import PolicyError
 from worker.policy.caps import DEFAULT_CAPS, caps_from_table
+from worker.policy.outcomes import caps_conflicts, retries_from_table, route_from_table
 from worker.policy.policy import DEFAULT_TEMPLATE, CallingPolicy, Rule, WindowChoice
 from worker.policy.presets import BY_COUNTRY, PRESETS, canonical_window_name
 from worker.policy.schedule import WINDOW_KEYS, has_window_keys, window_from_table
@@ -35,9 +38,8 @@ from worker.policy.zones import time_zone_problem
 from worker.settings import Settings
 
 TOP_KEYS = ("default", "templates", "countries", "caps")
-RULE_KEYS = ("window", "time_zone", "caps", *WINDOW_KEYS)
+RULE_KEYS = ("window", "time_zone", "caps", "retries", "outcomes", *WINDOW_KEYS)
 COUNTRY_KEYS = ("window", *WINDOW_KEYS)
-RESERVED = "retries"  # retry rules for unanswered calls: a later version reads them
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 T = TypeVar("T")
 D = TypeVar("D")
@@ -106,6 +108,11 @@ def parse_policy(data: Mapping[str, Any], source: str = "calling policy") -> Cal
         rule = _rule(table, path, default, named, problems)
         if template is not None:
             templates[template] = rule
+            own = isinstance(table, Mapping) and "retries" in table
+            if own or rule.caps is not default.caps:
+                where = f"{path}.retries" if own else f"{path} (default.retries)"
+                problems += caps_conflicts(rule.retries, (caps, rule.caps), where)
+    problems += caps_conflicts(default.retries, (caps, default.caps), "default.retries")
     if problems:
         raise PolicyError(_in_file_order(problems, list(data)), source)
     return CallingPolicy(default, templates, countries, caps, source)
@@ -137,7 +144,17 @@ def _rule(
     caps = base.caps
     if "caps" in table:
         caps = _collect(caps_from_table(table["caps"], f"{path}.caps", base.caps), problems, caps)
-    return Rule(window or base.window, time_zone, caps, origin)
+    retries = base.retries
+    if "retries" in table:
+        retries = _collect(
+            retries_from_table(table["retries"], f"{path}.retries"), problems, retries
+        )
+    outcomes = base.outcomes
+    if "outcomes" in table:
+        outcomes = _collect(
+            route_from_table(table["outcomes"], f"{path}.outcomes"), problems, outcomes
+        )
+    return Rule(window or base.window, time_zone, caps, origin, retries, outcomes)
 
 
 def _window(
@@ -222,10 +239,7 @@ def _unknown(
         if key in known:
             continue
         where = f"{path}.{_key(key)}" if path else _key(key)
-        if key == RESERVED:
-            problems.append(f"{where}: retry rules are not supported by this version yet")
-        else:
-            problems.append(f"{where}: unknown key (expected one of: {', '.join(known)})")
+        problems.append(f"{where}: unknown key (expected one of: {', '.join(known)})")
 
 
 def _collect(result: T | list[str], problems: list[str], fallback: D) -> T | D:

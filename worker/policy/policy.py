@@ -20,6 +20,7 @@ from typing import Literal
 from worker.policy import decision
 from worker.policy.caps import DEFAULT_CAPS, NO_CAPS, Caps
 from worker.policy.decision import Constraint, Decision, HoldReason
+from worker.policy.outcomes import NO_RETRIES, NO_ROUTE, OutcomeRoute, RetryRule
 from worker.policy.presets import BOUNDS, BY_COUNTRY, PRESETS
 from worker.policy.windows import Window
 from worker.policy.zones import Recipient, recipient_for
@@ -38,6 +39,8 @@ class Rule:
     time_zone: str | None = None  # replaces the number's zones (not a producer's time_zone)
     caps: Caps = NO_CAPS  # counted over this template's calls only
     origin: str = "default"
+    retries: RetryRule = NO_RETRIES  # retries of calls that did not reach the person
+    outcomes: OutcomeRoute = NO_ROUTE  # where outcomes go to the producer
 
     def describe(self) -> str:
         name = self.window if isinstance(self.window, str) else self.window.name

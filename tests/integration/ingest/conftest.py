@@ -20,6 +20,7 @@ from tests.servers import free_port, wait_for
 from worker.settings import Settings
 
 TOKEN = "it-ingest-token-0123456789"
+WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 ROTATED_TOKEN = "it-ingest-token-next-987654"
 
 
@@ -52,7 +53,11 @@ class IngestServer:
 
 @pytest.fixture
 def ingest_env(worker_env: dict[str, str]) -> dict[str, str]:
-    return {**worker_env, "LEVERS_INGEST_TOKENS": f"{TOKEN},{ROTATED_TOKEN}"}
+    return {
+        **worker_env,
+        "LEVERS_INGEST_TOKENS": f"{TOKEN},{ROTATED_TOKEN}",
+        "LEVERS_WEBHOOK_SECRET": WEBHOOK_SECRET,
+    }
 
 
 @pytest.fixture

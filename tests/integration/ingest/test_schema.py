@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,8 +18,9 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 
 from producers.ingest.app import create_app
-from tests.integration.ingest.conftest import TOKEN, IngestServer
+from tests.integration.ingest.conftest import TOKEN, WEBHOOK_SECRET, IngestServer
 from tests.servers import RedisServer
+from worker.sandbox_webhooks import sign
 from worker.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -108,7 +110,15 @@ def test_every_documented_status_code_is_reached(
         hit(http, "POST", "/v1/contacts", json=contact)
     with ingest.client(token="a-token-nobody-configured") as http:
         hit(http, "POST", "/v1/contacts", json=contact)
+    hook = "/v1/webhooks/levers"
+    body = b'{"deliveryStatus": "pass"}'
+    signed = sign(WEBHOOK_SECRET, "msg_schema", time.time(), body)
+    with ingest.client(token=None) as http:
+        hit(http, "POST", hook, content=body, headers=signed)
+        hit(http, "POST", hook, content=body, headers=signed)  # a duplicate: 200
+        hit(http, "POST", hook, content=body)  # unsigned: 401
     with serve({**ingest_env, "REDIS_URL": broken_redis}).client() as http:
         hit(http, "POST", "/v1/contacts", json=contact)
         hit(http, "GET", "/readyz")
+        hit(http, "POST", hook, content=body, headers=signed)
     assert reached == documented(document), json.dumps(sorted(reached))
