@@ -2,6 +2,14 @@
 
 `Producer` is explicit (settings and broker passed in); the module functions use one default
 producer built from the environment on first use, never at import.
+
+With `LEVERS_REDIS_MIN_REPLICAS` set, an enqueue counts once that many replicas confirmed it
+(Redis WAIT, in the same round trip). Contacts the primary took but too few replicas
+confirmed in time are reported (`NotReplicatedError` for one contact, `unconfirmed` rows for
+many): they will be called unless a failover loses them now. Sending them again is safe
+while dedupe is on (`LEVERS_DEDUPE_WINDOW_SECONDS`, the default): the same number, or the same
+`dedupe_key`, for the same batch key is dropped as a duplicate if the first one survived.
+See worker/durability.py.
 """
 
 from __future__ import annotations
@@ -18,11 +26,13 @@ import dramatiq
 import redis
 from dramatiq.brokers.redis import RedisBroker
 from redis.client import Pipeline
+from redis.exceptions import NoScriptError
 
 from worker.backlog import QueuedContacts
 from worker.broker import build_broker, contact_message, enqueue_pipelined
 from worker.contacts import SUPPRESSED, normalise_number, validate_contact
-from worker.errors import BacklogFullError, ContactError
+from worker.durability import Durability
+from worker.errors import BacklogFullError, ContactError, NotReplicatedError
 from worker.headroom import Headroom
 from worker.keys import Keys
 from worker.presence import mark_producer, no_worker_warning
@@ -51,6 +61,9 @@ class Rejection:
 class EnqueueResult:
     accepted: list[tuple[int, str]] = field(default_factory=list)  # (row index, contact id)
     rejected: list[Rejection] = field(default_factory=list)
+    # Accepted rows that too few replicas confirmed (LEVERS_REDIS_MIN_REPLICAS): enqueued on
+    # the primary, and lost if it fails over now. Also in `accepted`.
+    unconfirmed: list[tuple[int, str]] = field(default_factory=list)
 
 
 class Producer:
@@ -76,6 +89,7 @@ class Producer:
         self.queued = QueuedContacts(self.broker.client, keys)
         self.headroom = Headroom(self.broker.client, keys, settings.max_backlog_bytes)
         self.suppression = Suppression(self.broker.client, keys)
+        self.durability = Durability(settings.redis_min_replicas, settings.redis_wait_timeout_ms)
 
     def warn_without_workers(self) -> str | None:
         """Log and return the no-worker warning when it is time to look and it applies."""
@@ -115,7 +129,9 @@ class Producer:
         is dead-lettered as `expired` if still unsent at `expire_at`.
 
         Raises ContactError for a contact that will not be called, and BacklogFullError
-        (retryable) when Redis is too full to take it: then nothing was enqueued.
+        (retryable) when Redis is too full to take it: then nothing was enqueued. Raises
+        NotReplicatedError (its `result`: [the contact id]) when it was enqueued on the primary
+        but too few replicas confirmed it: it will be called unless a failover loses it now.
         """
         row = {
             "number": number,
@@ -136,7 +152,11 @@ class Producer:
             raise ContactError(SUPPRESSED, "the number is on the do-not-call list")
         self.warn_without_workers()
         self.headroom.check(1)
-        [message] = self._enqueue([contact_message(contact.to_message())], [1])
+        try:
+            [message] = self._enqueue([contact_message(contact.to_message())], [1])
+        except NotReplicatedError as exc:
+            exc.result = [str(m.message_id) for m in exc.result]  # type: ignore[attr-defined]
+            raise
         return str(message.message_id)
 
     def enqueue_contacts(
@@ -147,17 +167,21 @@ class Producer:
 
         When Redis is too full (see worker/headroom.py), the rows not yet enqueued are
         rejected with reason `backlog_full`: nothing of them was enqueued, send them again
-        later. A Redis error raises; the round trips before it stand (their contacts were
-        accepted, but not reported): retry with the same `dedupe_key`s to be safe.
+        later. When a round trip is not confirmed by enough replicas, its rows are accepted and
+        listed in `unconfirmed`, and the rows after it are rejected with reason
+        `replicas_unavailable` (nothing of them was enqueued). A Redis error raises; the round
+        trips before it stand (their contacts were accepted, but not reported): retry with the
+        same `dedupe_key`s to be safe.
 
         With `pipe` (a MULTI/EXEC pipeline on this producer's Redis) every message is queued on
-        it and nothing is sent: the caller executes it, so the whole call is enqueued together
-        with the caller's own commands, or none of it is. The ids hold once it has run.
+        it and nothing is sent: the caller executes it (and waits for replicas if it needs to),
+        so the whole call is enqueued together with the caller's own commands, or none of it
+        is. The ids hold once it has run.
         """
         self.warn_without_workers()
         result = EnqueueResult()
         pending: list[tuple[int, dict[str, Any]]] = []
-        full: BacklogFullError | None = None
+        refusal: tuple[str, str] | None = None
         for index, row in enumerate(rows):
             try:
                 contact = validate_contact(_present(row), self.rules)
@@ -166,8 +190,8 @@ class Producer:
                 continue
             pending.append((index, contact.to_message()))
             if len(pending) >= PIPELINE_SIZE:
-                full = self._flush(pending, result, full, pipe)
-        self._flush(pending, result, full, pipe)
+                refusal = self._flush(pending, result, refusal, pipe)
+        self._flush(pending, result, refusal, pipe)
         result.rejected.sort(key=lambda r: r.index)
         return result
 
@@ -175,20 +199,21 @@ class Producer:
         self,
         pending: list[tuple[int, dict[str, Any]]],
         result: EnqueueResult,
-        full: BacklogFullError | None,
+        refusal: tuple[str, str] | None,
         pipe: Pipeline | None = None,
-    ) -> BacklogFullError | None:
+    ) -> tuple[str, str] | None:
         """Enqueue `pending` in one transaction, or refuse all of it once the backlog is full
-        (a call refused once refuses the rest, so its accepted rows stay a prefix)."""
-        if pending and full is None:
+        or replicas did not confirm (a call refused once refuses the rest, so its accepted
+        rows stay a prefix). Returns the (reason, message) the rest is refused with, if any."""
+        if pending and refusal is None:
             try:
                 self.headroom.check(len(pending))
             except BacklogFullError as exc:
-                full = exc
-        if full is not None:
-            result.rejected.extend(Rejection(i, full.reason, str(full)) for i, _ in pending)
+                refusal = (exc.reason, str(exc))
+        if refusal is not None:
+            result.rejected.extend(Rejection(i, *refusal) for i, _ in pending)
             pending.clear()
-            return full
+            return refusal
         suppressed = self.suppression.check([payload["number"] for _, payload in pending])
         if suppressed:
             result.rejected.extend(
@@ -198,18 +223,31 @@ class Producer:
             )
             pending[:] = [(i, p) for i, p in pending if p["number"] not in suppressed]
         chunks = [pending[i : i + CHUNK_SIZE] for i in range(0, len(pending), CHUNK_SIZE)]
-        messages = self._enqueue(
-            [contact_message([payload for _, payload in chunk]) for chunk in chunks],
-            [len(chunk) for chunk in chunks],
-            pipe,
-        )
+        short: NotReplicatedError | None = None
+        try:
+            messages = self._enqueue(
+                [contact_message([payload for _, payload in chunk]) for chunk in chunks],
+                [len(chunk) for chunk in chunks],
+                pipe,
+            )
+        except NotReplicatedError as exc:
+            messages, short = exc.result, exc  # type: ignore[assignment]
         for chunk, message in zip(chunks, messages, strict=True):
-            result.accepted.extend(
+            accepted = [
                 (index, f"{message.message_id}:{position}")
                 for position, (index, _) in enumerate(chunk)
-            )
+            ]
+            result.accepted.extend(accepted)
+            if short is not None:
+                result.unconfirmed.extend(accepted)
         pending.clear()
-        return None
+        if short is None:
+            return None
+        return short.reason, (
+            "not enqueued: an earlier part of this call was not confirmed by enough Redis "
+            f"replicas ({short.acked} of {short.required} within {short.timeout_ms} ms, "
+            "LEVERS_REDIS_MIN_REPLICAS); send these again later"
+        )
 
     def _enqueue(
         self,
@@ -217,16 +255,38 @@ class Producer:
         sizes: list[int],
         pipe: Pipeline | None = None,
     ) -> list[dramatiq.Message[Any]]:
-        """All `messages` and their count in the `queued` gauge, in one transaction: a Redis
-        failure leaves none of them enqueued. On the caller's `pipe`, they are only queued."""
+        """All `messages` and their count in the `queued` gauge, in one transaction (a Redis
+        failure leaves none of them enqueued), then WAIT for replicas when asked to (raises
+        NotReplicatedError, its `result`: the messages, enqueued on the primary). On the
+        caller's `pipe`, they are only queued."""
         if not messages:
             return []
-        own = self.broker.client.pipeline(transaction=True) if pipe is None else pipe
-        for message, size in zip(messages, sizes, strict=True):
-            self.queued.count_in(own, message.message_id, size)
-        enqueued = enqueue_pipelined(self.broker, messages, own)
-        if pipe is None:
-            own.execute()
+        enqueued: list[dramatiq.Message[Any]] = []
+
+        def fill(pipe: Pipeline) -> None:
+            for message, size in zip(messages, sizes, strict=True):
+                self.queued.count_in(pipe, message.message_id, size)
+            enqueued[:] = enqueue_pipelined(self.broker, messages, pipe)
+
+        if pipe is not None:
+            fill(pipe)
+            return enqueued
+        client = self.broker.client
+        try:
+            try:
+                self.durability.transaction(client, fill, "enqueue")
+            except NoScriptError:
+                # The pipeline loaded dramatiq's script, then the connection failed and
+                # redis-py ran the transaction again on a new primary (a failover), whose
+                # script cache is empty: the counts were made, the enqueues were not. Take the
+                # counts off (once per message) and do it all again: the pipeline loads the
+                # script first.
+                for message in messages:
+                    self.queued.settle(message.message_id)
+                self.durability.transaction(client, fill, "enqueue")
+        except NotReplicatedError as exc:
+            exc.result = enqueued
+            raise
         return enqueued
 
     def close(self) -> None:

@@ -37,6 +37,9 @@ log = logging.getLogger("levers.actors")
 
 # A contact message that fails (Redis down or full) is tried again at most this far apart, ms.
 CONTACT_RETRY_MAX_BACKOFF_MS = 30_000
+# ...and first after about this long (dramatiq: 15 s), doubling: a message whose appends
+# replicas did not confirm (LEVERS_REDIS_MIN_REPLICAS) is settled soon after they are back.
+CONTACT_RETRY_MIN_BACKOFF_MS = 1_000
 
 
 def _current_message_id() -> str:
@@ -70,6 +73,7 @@ def declare_actors(runtime: Runtime) -> tuple[dramatiq.Actor[Any, Any], dramatiq
         actor_name=AGGREGATE_ACTOR,
         queue_name=CONTACTS_QUEUE,
         retry_when=_always,
+        min_backoff=CONTACT_RETRY_MIN_BACKOFF_MS,
         max_backoff=CONTACT_RETRY_MAX_BACKOFF_MS,
     )(levers_aggregate)
     send_actor = dramatiq.actor(

@@ -19,7 +19,7 @@ from worker.buffers import AppendResult, Buffers
 from worker.contacts import DEFAULT_TEMPLATE, Contact, ContactRules, validate_contact
 from worker.deadletters import CANCELLED, SUPPRESSED
 from worker.eligibility import SEND_NOW, Drop, Eligibility, Hold, Schedule, Verdict
-from worker.errors import ContactError
+from worker.errors import ContactError, NotReplicatedError
 from worker.holds import RELEASE_CHUNK, Holds
 from worker.metrics import Metrics
 from worker.outbox import Outbox
@@ -78,9 +78,12 @@ class Aggregator:
                 verdict = self._verdict(contact, now)
             valid.append((contact, contact_id, verdict))
             positions.append(position)
-        for position, result, (_, _, verdict) in zip(
-            positions, self.buffers.append_many(valid), valid, strict=True
-        ):
+        short: NotReplicatedError | None = None
+        try:
+            appended = self.buffers.append_many(valid)
+        except NotReplicatedError as exc:  # made on the primary: go on with them, then fail
+            short, appended = exc, exc.result  # type: ignore[assignment]
+        for position, result, (_, _, verdict) in zip(positions, appended, valid, strict=True):
             results[position] = result
             self.metrics.contacts.labels(result.status).inc()
             if result.status in ("appended", "merged"):
@@ -92,6 +95,10 @@ class Aggregator:
                 self.metrics.batches_cut.labels("size").inc()
                 self.metrics.batch_size.observe(result.cut_size)
                 self.outbox.queue(result.batch_id)
+        if short is not None:
+            # Not confirmed by enough replicas (LEVERS_REDIS_MIN_REPLICAS): dramatiq delivers
+            # the message again (its contacts are then `redelivered`) until a delivery is.
+            raise short
         # Only once every contact of the message is in a buffer (or refused): a failure above
         # leaves the message counted as queued, and dramatiq delivers it again.
         self.queued.settle(message_id)

@@ -36,23 +36,27 @@ CALLBACK_ACTOR = "levers_callback"
 
 
 class ReconnectWatch:
-    """Notices when any connection of a Redis client connects a second time.
+    """Notices when any connection of a Redis client connects a second time, or connects to
+    another server than the one before (a new primary named by Sentinel).
 
-    A reconnect means that connection failed before, so acks or retries sent through it may
-    have been lost (see `worker.process.new_broker_identity`). Installed as redis-py's
-    `redis_connect_func`, it runs the usual connection set-up first.
+    Either means acks or retries sent before may have been lost: through a connection that
+    failed, or to a primary that was replaced (see `worker.process.new_broker_identity`). A
+    new connection after a failover is not a reconnect, hence the address. Installed as
+    redis-py's `redis_connect_func`, it runs the usual connection set-up first.
     """
 
     def __init__(self) -> None:
         self._seen: weakref.WeakSet[Any] = weakref.WeakSet()
         self._reconnected = threading.Event()
+        self._address: tuple[Any, Any] | None = None
 
     def __call__(self, connection: Any) -> None:
         connection.on_connect()
-        if connection in self._seen:
+        address = (getattr(connection, "host", None), getattr(connection, "port", None))
+        if connection in self._seen or self._address not in (None, address):
             self._reconnected.set()
-        else:
-            self._seen.add(connection)
+        self._seen.add(connection)
+        self._address = address
 
     def take(self) -> bool:
         """True once after each reconnect."""

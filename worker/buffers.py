@@ -18,7 +18,9 @@ from typing import Any, Literal
 import redis
 
 from worker.contacts import Contact
+from worker.durability import NO_WAIT, Durability
 from worker.eligibility import SEND_NOW, Drop, Hold, Schedule, Send, Verdict
+from worker.errors import NotReplicatedError
 from worker.keys import Keys
 from worker.scripting import Clock, as_text, load_script, redis_now, time_arg
 
@@ -79,11 +81,13 @@ class Buffers:
         keys: Keys,
         config: BufferConfig,
         clock: Clock | None = None,
+        durability: Durability = NO_WAIT,
     ) -> None:
         self.client = client
         self.keys = keys
         self.config = config
         self.clock = clock
+        self.durability = durability
         # An append grows memory: refused at maxmemory (noeviction), and retried by dramatiq.
         self._append = load_script(client, "append", "states", "entries", "cut", flags=None)
         # A cut only moves contacts on towards being sent, which frees them.
@@ -102,7 +106,9 @@ class Buffers:
         """Add validated contacts in one round trip (one append.lua call each, pipelined).
 
         Each call is atomic on its own; if the round trip fails halfway, a redelivery of the
-        same contact ids appends only those that did not make it.
+        same contact ids appends only those that did not make it. With LEVERS_REDIS_MIN_REPLICAS
+        the round trip ends with WAIT; too few replicas raise NotReplicatedError, whose
+        `result` holds the results (the appends were made on the primary).
         """
         pipe = self.client.pipeline(transaction=False)
         batch_ids = []
@@ -110,11 +116,21 @@ class Buffers:
             keys, args, batch_id = self._append_call(contact, contact_id, verdict)
             self._append(keys=keys, args=args, client=pipe)
             batch_ids.append(batch_id)
+        self.durability.add_wait(pipe)
+        replies = pipe.execute()
+        short: NotReplicatedError | None = None
+        try:
+            replies = self.durability.check(self.client, "append", replies)
+        except NotReplicatedError as exc:
+            short, replies = exc, exc.result  # type: ignore[assignment]
         results = []
-        for (status, cut_size), batch_id in zip(pipe.execute(), batch_ids, strict=True):
+        for (status, cut_size), batch_id in zip(replies, batch_ids, strict=True):
             cut = int(cut_size)
             name: AppendStatus = as_text(status)  # type: ignore[assignment]
             results.append(AppendResult(name, batch_id if cut else None, cut))
+        if short is not None:
+            short.result = results
+            raise short
         return results
 
     def _append_call(

@@ -3,22 +3,38 @@
 Every part (broker, store, producers, commands, the metrics endpoint) asks `connect` for its
 client, so a deployment behind Sentinel needs nothing more than `REDIS_SENTINELS`. Through
 Sentinel, redis-py finds the current primary on each new connection and drops connections to
-an old one after a failover; our own code only sees connection errors while it happens.
+an old one after a failover; our own code only sees connection errors while it happens
+(redis-py retries a failed command about ten times over a few seconds first). The client
+also leaves a replaced primary while it is busy, which redis-py alone does not do: see
+worker/sentinel.py.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import redis
-from redis.sentinel import Sentinel
+from redis.backoff import EqualJitterBackoff, NoBackoff
+from redis.retry import Retry
 
+from worker.sentinel import FailoverAwareSentinel, FollowingSentinelPool
 from worker.settings import Settings
 
 # A Redis that does not answer within these makes a command fail instead of hanging a thread.
 SOCKET_CONNECT_TIMEOUT_SECONDS = 5.0
 SOCKET_TIMEOUT_SECONDS = 30.0
+# A command that cannot reach Redis is tried again this many times, waiting from 20 ms
+# doubling to 1 s (half of each wait random) in between: 2.6-5.3 s in all. That rides out a
+# failover an operator asks Sentinel for (about 1.2 s without a primary, measured), not one
+# after a crash, which takes the sentinels' down-after-milliseconds (30 s by default) to
+# notice; the caller then sees the error.
+REDIS_RETRIES = 10
+
+
+def redis_retry() -> Retry:
+    return Retry(EqualJitterBackoff(cap=1.0, base=0.01), REDIS_RETRIES)
 
 
 def connect(
@@ -32,19 +48,33 @@ def connect(
     options.setdefault("socket_connect_timeout", SOCKET_CONNECT_TIMEOUT_SECONDS)
     options.setdefault("socket_timeout", SOCKET_TIMEOUT_SECONDS)
     options.setdefault("health_check_interval", 30)
+    # redis-py gives a client made from a URL retries by default, and one made through
+    # Sentinel none: the same policy for both.
+    options.setdefault("retry", redis_retry())
     if on_connect is not None:
         options["redis_connect_func"] = on_connect
     if settings.redis_sentinels:
-        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        # The sentinels name the host; REDIS_URL still gives the database, TLS (rediss://)
+        # and, when REDIS_PASSWORD is not set, the password.
+        url = urlsplit(settings.redis_url)
+        options.setdefault("db", int(url.path.strip("/") or 0))
+        if url.scheme == "rediss":
+            options.setdefault("ssl", True)
+        sentinel = FailoverAwareSentinel(  # type: ignore[no-untyped-call]
             settings.sentinel_addresses,
             sentinel_kwargs={
                 "password": settings.redis_sentinel_password,
                 "socket_timeout": options["socket_connect_timeout"],
+                "socket_connect_timeout": options["socket_connect_timeout"],
+                # A sentinel that does not answer: ask the next one at once.
+                "retry": Retry(NoBackoff(), 0),
             },
-            password=settings.redis_password,
+            password=settings.redis_password or (unquote(url.password) if url.password else None),
         )
         client: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
-            settings.redis_sentinel_master, **options
+            settings.redis_sentinel_master,
+            connection_pool_class=FollowingSentinelPool,
+            **options,
         )
         return client
     if settings.redis_password is not None:
@@ -56,8 +86,6 @@ def describe(settings: Settings) -> str:
     """Where Redis is, for messages: the URL without its password, or the sentinels."""
     if settings.redis_sentinels:
         return f"sentinels {settings.redis_sentinels} (primary {settings.redis_sentinel_master!r})"
-    from urllib.parse import urlsplit
-
     parts = urlsplit(settings.redis_url)
     if parts.password:
         host = parts.netloc.rpartition("@")[2]

@@ -47,6 +47,9 @@ REASONS = (
     CANCELLED,
 )
 
+# A replayed record kept because too few replicas confirmed its contact's enqueue.
+NOT_CONFIRMED = "not_confirmed"
+
 
 def letter(
     claim: Claim, index: int, reason: str, status: int | None, detail: str
@@ -85,6 +88,9 @@ class EnqueueOutcome(Protocol):
 
     @property
     def rejected(self) -> Sequence[Rejection]: ...
+
+    @property
+    def unconfirmed(self) -> Sequence[tuple[int, str]]: ...
 
 
 @dataclass
@@ -150,12 +156,16 @@ class DeadLetters:
         enqueue_contacts: Callable[[list[dict[str, Any]]], EnqueueOutcome],
     ) -> ReplayResult:
         """Enqueue the records' contacts again (with the producer's `enqueue_contacts`), then
-        delete the records that were enqueued."""
+        delete the records that were enqueued. Records whose contacts too few replicas
+        confirmed (LEVERS_REDIS_MIN_REPLICAS) are kept as `not_confirmed`: a second replay of
+        them is deduplicated by their dedupe key, so it calls at most once."""
         rows = [replay_row(record) for record in records]
         outcome = enqueue_contacts(rows)
+        unconfirmed = {index for index, _ in outcome.unconfirmed}
         result = ReplayResult(
-            replayed=[records[index]["id"] for index, _ in outcome.accepted],
-            refused=[(records[r.index]["id"], r.reason) for r in outcome.rejected],
+            replayed=[records[i]["id"] for i, _ in outcome.accepted if i not in unconfirmed],
+            refused=[(records[r.index]["id"], r.reason) for r in outcome.rejected]
+            + [(records[i]["id"], NOT_CONFIRMED) for i in sorted(unconfirmed)],
         )
         self.delete(result.replayed)
         return result

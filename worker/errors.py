@@ -5,6 +5,8 @@ LeversBatcherError
 ├── PolicyError            bad calling policy file; lists every problem with its TOML path
 ├── ContactError           a contact failed validation; carries a reason code
 ├── BacklogFullError       Redis is near its memory limit: nothing was enqueued, try later
+├── NotReplicatedError     a write was made on the primary, but fewer replicas than
+│                          LEVERS_REDIS_MIN_REPLICAS confirmed it in time (see worker/durability.py)
 └── LeversAPIError         a call to the Levers API failed; carries the request and response
     ├── LeversAuthError    no token could be had (bad credentials, auth endpoint down)
     └── LeversTransportError  no answer: connect/read failure; `written` says if it was sent
@@ -61,6 +63,31 @@ class BacklogFullError(LeversBatcherError):
             f"the backlog is full: Redis would use {used_bytes:,} of the {limit_bytes:,} bytes "
             "allowed to producers (LEVERS_MAX_BACKLOG_BYTES); nothing was enqueued, try again "
             "once workers have sent some of it"
+        )
+
+
+class NotReplicatedError(LeversBatcherError):
+    """A write was made on the Redis primary, but only `acked` of the `required` replicas
+    confirmed it within `timeout_ms`: a failover now could lose it (see worker/durability.py).
+
+    `operation` names the write (`enqueue`, `append`, `begin`, `finish`); `result` is what the
+    write itself returned, for callers that go on with it. `reason` is the reject code the
+    producers use for rows refused after such a write."""
+
+    reason = "replicas_unavailable"
+
+    def __init__(
+        self, operation: str, acked: int, required: int, timeout_ms: int, result: object = None
+    ) -> None:
+        self.operation = operation
+        self.acked = acked
+        self.required = required
+        self.timeout_ms = timeout_ms
+        self.result = result
+        super().__init__(
+            f"{operation}: written on the Redis primary, but {acked} of the {required} replicas "
+            f"required (LEVERS_REDIS_MIN_REPLICAS) confirmed it within {timeout_ms} ms; a "
+            "failover now could lose it"
         )
 
 

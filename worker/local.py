@@ -7,6 +7,7 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import redis
@@ -32,7 +33,16 @@ def answers(url: str) -> bool:
 class RedisServer:
     """A private redis-server, so tests never touch a database they did not create."""
 
-    def __init__(self, directory: Path, *, appendonly: bool = False) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        appendonly: bool = False,
+        args: Sequence[str] = (),
+        config: Path | None = None,
+    ) -> None:
+        """`args` are more redis-server options (`--replicaof`, ...); `config` is a file read
+        before them (a sentinel's, which it rewrites as it learns)."""
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError(
@@ -43,6 +53,8 @@ class RedisServer:
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.appendonly = appendonly
         self.binary = binary
+        self.args = list(args)
+        self.config = config
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> RedisServer:
@@ -50,6 +62,7 @@ class RedisServer:
         self.process = subprocess.Popen(
             [
                 self.binary,
+                *([str(self.config)] if self.config else []),
                 "--port",
                 str(self.port),
                 "--bind",
@@ -62,6 +75,7 @@ class RedisServer:
                 str(self.directory),
                 "--logfile",
                 str(self.directory / "redis.log"),
+                *self.args,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -77,6 +91,12 @@ class RedisServer:
         """SIGTERM: redis-server writes its append-only file and exits."""
         if self.process and self.process.poll() is None:
             self.process.terminate()
+            self.process.wait(timeout=10)
+
+    def kill(self) -> None:
+        """SIGKILL: what it had not written or replicated yet is gone."""
+        if self.process and self.process.poll() is None:
+            self.process.kill()
             self.process.wait(timeout=10)
 
     def restart(self) -> None:

@@ -126,6 +126,14 @@ class Metrics:
             multiprocess_mode="livemin",
             registry=r,
         )
+        self.replication_shortfalls = Counter(
+            "levers_redis_replication_shortfalls",
+            "Writes that fewer replicas than LEVERS_REDIS_MIN_REPLICAS confirmed in time, by "
+            "operation (append: the message is tried again; begin: the batch was not sent; "
+            "finish: the outcome stands, a failover now could lose it).",
+            ["operation"],
+            registry=r,
+        )
         self.rate_wait = Histogram(
             "levers_rate_limit_wait_seconds",
             "Time a send waited for the global pacer and the in-flight cap.",

@@ -19,6 +19,7 @@ the batch's own record, with its dead letters and child batches, atomically.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -29,9 +30,13 @@ from worker.broker import send_message
 from worker.buffers import Due, new_batch_id, read_due
 from worker.contacts import DEFAULT_TEMPLATE, parse_batch_key
 from worker.deadletters import UNKNOWN_OUTCOME, letter
+from worker.durability import NO_WAIT, Durability
 from worker.eligibility import NO_CAPS_RULE, CapsRule, Drop, Hold, Schedule, Send, Verdict
+from worker.errors import NotReplicatedError
 from worker.keys import Keys
 from worker.scripting import Clock, as_text, compact, load_script, time_arg
+
+log = logging.getLogger("levers.outbox")
 
 Entry = tuple[str, dict[str, Any]]  # (contact id, the contact as Levers takes it)
 PickVerdict = Literal[
@@ -151,12 +156,16 @@ class Outbox:
         config: OutboxConfig,
         broker: dramatiq.Broker,
         clock: Clock | None = None,
+        durability: Durability = NO_WAIT,
     ) -> None:
         self.client = client
         self.keys = keys
         self.config = config
         self.broker = broker
         self.clock = clock
+        # begin and finish wait for LEVERS_REDIS_MIN_REPLICAS; queue and reap need not: what
+        # they write, the reaper writes again if a failover loses it (worker/durability.py).
+        self.durability = durability
         self._queued = load_script(client, "queued", "states")
         self._pick = load_script(client, "pick", "states", "lease")
         self._gate = load_script(client, "gate", "gates", flags="no-writes")
@@ -316,7 +325,9 @@ class Outbox:
             if isinstance(verdict, Send)
         ]
         key = claim.batch_key
-        code, now_ms = self._begin(
+        code, now_ms = self.durability.run_script(
+            self.client,
+            self._begin,
             keys=[
                 self.keys.batch(claim.batch_id),
                 self.keys.inflight,
@@ -350,6 +361,7 @@ class Outbox:
                 *removed,
                 *closes,
             ],
+            operation="begin",
         )
         now = int(now_ms) / 1000
         names = {1: "send", 2: "empty", 0: "lost", -1: "stale"}
@@ -404,21 +416,29 @@ class Outbox:
         ]
         for dl_id, record in letters:
             args += [dl_id, compact(record)]
-        done = self._finish(
-            keys=[
-                self.keys.batch(claim.batch_id),
-                self.keys.inflight,
-                self.keys.stats,
-                self.keys.gauges,
-                self.keys.dead,
-                self.keys.dead_index,
-                self.keys.ready(claim.batch_key),
-                self.keys.ready_keys,
-                *(self.keys.batch(child) for child in child_ids),
-                *(self.keys.calls(entry["numberToCall"]) for _, entry in claim.contacts),
-            ],
-            args=args,
-        )
+        keys = [
+            self.keys.batch(claim.batch_id),
+            self.keys.inflight,
+            self.keys.stats,
+            self.keys.gauges,
+            self.keys.dead,
+            self.keys.dead_index,
+            self.keys.ready(claim.batch_key),
+            self.keys.ready_keys,
+            *(self.keys.batch(child) for child in child_ids),
+            *(self.keys.calls(entry["numberToCall"]) for _, entry in claim.contacts),
+        ]
+        try:
+            done = self.durability.run_script(self.client, self._finish, keys, args, "finish")
+        except NotReplicatedError as exc:
+            # Recorded on the primary, and the request cannot be taken back: go on. Should a
+            # failover lose the record, the batch is `sending` there and becomes an unknown
+            # outcome; this line tells the operator which one.
+            log.warning(
+                "batch outcome not confirmed by enough replicas",
+                extra={"batch_id": claim.batch_id, "outcome": _name(outcome)},
+            )
+            done = exc.result
         if not done:
             return None
         for child in child_ids:

@@ -42,7 +42,7 @@ CALLBACK_THREADS = 2
 
 
 def new_broker_identity(broker: RedisBroker) -> None:
-    """After Redis was unreachable, fetch under a new broker id.
+    """After Redis was unreachable, or a new primary took over, fetch under a new broker id.
 
     A message whose ack (or retry) failed during the outage stays in Redis in this process's
     set of unacknowledged messages, and dramatiq gives such messages back only for a broker id

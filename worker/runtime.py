@@ -1,8 +1,8 @@
 """Everything a worker process runs, built from settings in one place.
 
-The value objects each part takes (`BufferConfig`, `OutboxConfig`, `Limits`, `RetryPolicy`,
-`Timeouts`) are made from `Settings` here and nowhere else; tests build the parts directly
-with the values they need.
+The value objects each part takes (`BufferConfig`, `OutboxConfig`, `Durability`, `Limits`,
+`RetryPolicy`, `Timeouts`) are made from `Settings` here and nowhere else; tests build the
+parts directly with the values they need.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from worker.aggregator import Aggregator, Flusher
 from worker.backlog import QueuedContacts
 from worker.buffers import BufferConfig, Buffers
 from worker.deadletters import DeadLetters
+from worker.durability import Durability
 from worker.eligibility import Eligibility
 from worker.holds import Holds
 from worker.keys import Keys
@@ -45,6 +46,17 @@ def outbox_config(settings: Settings) -> OutboxConfig:
     return OutboxConfig(
         send_lease_seconds=settings.send_lease_seconds,
         batch_retention_seconds=settings.batch_retention_seconds,
+    )
+
+
+def durability(settings: Settings, metrics: Metrics | None = None) -> Durability:
+    """LEVERS_REDIS_MIN_REPLICAS; each shortfall counted in `metrics` when given."""
+    return Durability(
+        settings.redis_min_replicas,
+        settings.redis_wait_timeout_ms,
+        on_shortfall=None
+        if metrics is None
+        else lambda exc: metrics.replication_shortfalls.labels(exc.operation).inc(),
     )
 
 
@@ -109,9 +121,10 @@ class Runtime:
         eligibility = Eligibility(policy)
         eligibility.warm()
         outcomes = OutcomeRuntime.build(settings, broker, policy, OutcomeMetrics(), clock=clock)
-        buffers = Buffers(redis_client, keys, buffer_config(settings), clock)
+        replicas = durability(settings, metrics)
+        buffers = Buffers(redis_client, keys, buffer_config(settings), clock, replicas)
         holds = Holds(redis_client, keys, buffer_config(settings), clock)
-        outbox = Outbox(redis_client, keys, outbox_config(settings), broker, clock)
+        outbox = Outbox(redis_client, keys, outbox_config(settings), broker, clock, replicas)
         dead = DeadLetters(redis_client, keys, clock)
         suppression = Suppression(redis_client, keys, clock)
         levers = client or LeversClient(

@@ -59,7 +59,7 @@ from worker.eligibility import (
     Send,
     Verdict,
 )
-from worker.errors import LeversAuthError, LeversTransportError
+from worker.errors import LeversAuthError, LeversTransportError, NotReplicatedError
 from worker.levers import LeversClient, bulk_body
 from worker.metrics import Metrics, status_class
 from worker.outbox import Begun, Claim, Dead, Gate, Outbox, Outcome, Retry, Sent, Split
@@ -77,6 +77,9 @@ PAUSED_RECHECK_SECONDS = 60.0
 # Statuses after which Levers surely did not act on the request. 401 is here because the client
 # already re-authenticated once: credentials being rotated are no reason to drop contacts.
 RETRYABLE_STATUSES = frozenset({401, 429, 502, 503, 504})
+
+# A batch not sent because too few replicas confirmed `sending` is tried again after this, s.
+REPLICATION_RETRY_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -179,6 +182,14 @@ class Sender:
                 if self.slots is not None:
                     waited += self.slots.acquire(owner)
             begun = self._begin(claim, owner, decided)
+        except NotReplicatedError as exc:
+            # `sending` is not on enough replicas: were a failover to lose it, the new primary
+            # would send this batch again. So it is not sent now; it is handed back and tried
+            # again, without counting as an attempt (worker/durability.py).
+            with contextlib.suppress(Exception):
+                self._release(owner)
+            retry = Retry(REPLICATION_RETRY_SECONDS, None, str(exc), True, "replication")
+            return self._record(claim, owner, retry)
         except Exception as exc:
             # Nothing was sent: hand the batch back so the next attempt need not wait for the
             # lease to run out. The batch's record decides when that is; this token is spent.

@@ -222,7 +222,8 @@ class Settings:
     redis_url: str = env(
         "REDIS_URL",
         "redis://127.0.0.1:6379/0",
-        "Redis for broker and state (ignored for the host when REDIS_SENTINELS is set)",
+        "Redis for broker and state; with REDIS_SENTINELS its host is not used (its database, "
+        "rediss:// and password still are)",
         check=redis_url_problem,
         sensitive=True,  # may hold a password
     )
@@ -253,8 +254,8 @@ class Settings:
     redis_min_replicas: int = env(
         "LEVERS_REDIS_MIN_REPLICAS",
         0,
-        "replicas that must have each accepted contact and state change before it counts "
-        "(Redis WAIT); 0 = do not wait",
+        "replicas that must have a producer's enqueue, an append and a batch's `sending` "
+        "mark before it counts (Redis WAIT; see worker/durability.py); 0 = do not wait",
         low=0,
         high=10,
     )

@@ -33,6 +33,7 @@ from worker.commands import (
     redis_problem,
 )
 from worker.connection import describe
+from worker.durability import Durability
 from worker.keys import Keys
 from worker.presence import mark_producer, no_worker_warning
 from worker.settings import Settings, settings_or_exit
@@ -41,7 +42,11 @@ PROG = "levers-enqueue"
 INTERRUPTED = 3
 EXIT_CODES = (
     (0, "every row was enqueued (or, with --dry-run, would be)"),
-    (1, "some rows were rejected (see the rejects file); every other row was enqueued"),
+    (
+        1,
+        "some rows were rejected (see the rejects file), or with LEVERS_REDIS_MIN_REPLICAS some "
+        "accepted rows were not confirmed by enough replicas; every other row was enqueued",
+    ),
     (
         2,
         "nothing was enqueued: bad option or configuration, a file that cannot be imported "
@@ -218,6 +223,7 @@ def _record(
         options,
         settings.import_retention_seconds,
         max_backlog_bytes=settings.max_backlog_bytes,
+        durability=Durability(settings.redis_min_replicas, settings.redis_wait_timeout_ms),
     )
 
 
@@ -281,7 +287,7 @@ def _run(
         rejects.close()
         bar(None)
     print_summary(outcome, rejects, args.json, settings)
-    return 1 if outcome.total.rejected_total else 0
+    return 1 if outcome.total.rejected_total or outcome.run.unconfirmed else 0
 
 
 def _through(record: ImportRecord) -> str:

@@ -11,6 +11,10 @@ over from it) stops before enqueueing anything instead of enqueueing rows twice.
 
 The record lives in Redis rather than in a local state file because that is where the messages
 are: it is lost only with them, and a resume from another host or container sees it.
+
+With `LEVERS_REDIS_MIN_REPLICAS` each chunk's transaction is followed by a WAIT (worker/
+durability.py). A chunk too few replicas confirmed is counted `unconfirmed` and the import goes
+on: if a failover loses it, it loses the record of it too, so `--resume` enqueues it again.
 """
 
 from __future__ import annotations
@@ -30,7 +34,8 @@ from dramatiq.brokers.redis import RedisBroker
 from producers.importer.source import FileFacts
 from worker.backlog import QueuedContacts
 from worker.broker import enqueue_pipelined
-from worker.errors import BacklogFullError
+from worker.durability import NO_WAIT, Durability
+from worker.errors import BacklogFullError, NotReplicatedError
 from worker.headroom import Headroom
 from worker.keys import Keys
 from worker.scripting import as_text
@@ -51,6 +56,7 @@ class Progress:
     rows: int = 0
     accepted: int = 0
     rejected: dict[str, int] = field(default_factory=dict)
+    unconfirmed: int = 0  # accepted rows too few Redis replicas confirmed (this run only)
 
     @property
     def rejected_total(self) -> int:
@@ -71,8 +77,10 @@ class ImportRecord:
         retention_seconds: int,
         *,
         max_backlog_bytes: int = 0,
+        durability: Durability = NO_WAIT,
     ) -> None:
         self.broker = broker
+        self.durability = durability
         self.client: redis.Redis = broker.client
         self.key = keys.import_record(facts.sha256)
         # What every producer does besides enqueueing (see producers.api.Producer).
@@ -159,8 +167,9 @@ class ImportRecord:
         rows: int,
         accepted: int,
         rejected: Mapping[str, int],
-    ) -> None:
-        """Enqueue one chunk's messages and record it done through `line`, atomically.
+    ) -> bool:
+        """Enqueue one chunk's messages and record it done through `line`, atomically; returns
+        False when too few replicas confirmed it (LEVERS_REDIS_MIN_REPLICAS).
 
         Refused (nothing of the chunk enqueued: the import stops, `--resume` goes on from this
         chunk later) while Redis is too full for it (worker/headroom.py)."""
@@ -195,6 +204,20 @@ class ImportRecord:
                     "without enqueueing more"
                 ) from None
         self.line = line
+        return self._confirmed(line)
+
+    def _confirmed(self, line: int) -> bool:
+        """WAIT for replicas after a transaction that redis-py ran on a connection of its own:
+        a write and WAIT in one round trip confirm every write that completed before them."""
+        if not self.durability.enabled:
+            return True
+        try:
+            self.durability.transaction(
+                self.client, lambda pipe: pipe.hset(self.key, "confirmed_line", line), "import"
+            )
+        except NotReplicatedError:
+            return False
+        return True
 
     def suppressed(self, numbers: list[str]) -> set[str]:
         """Which of these numbers are on the do-not-call list now."""

@@ -145,7 +145,8 @@ class Importer:
             ]
             # The rejects reach the disk before their lines count as done in Redis.
             self.rejects.flush()
-            self.record.commit(messages, last, len(chunk), len(payloads), rejected)
+            if not self.record.commit(messages, last, len(chunk), len(payloads), rejected):
+                outcome.run.unconfirmed += len(payloads)
         for progress in (outcome.total, outcome.run):
             progress.line = last
             progress.rows += len(chunk)

@@ -55,6 +55,8 @@ def summary(outcome: Outcome, rejects: RejectsFile, settings: Settings) -> dict[
         "accepted": total.accepted,
         "rejected": total.rejected_total,
         "rejected_by_reason": dict(sorted(total.rejected.items())),
+        # Accepted in this run, not confirmed by LEVERS_REDIS_MIN_REPLICAS replicas.
+        "unconfirmed": outcome.run.unconfirmed,
         "this_run": {
             "rows": outcome.run.rows,
             "accepted": outcome.run.accepted,
@@ -86,6 +88,12 @@ def print_summary(
         f"{data['file']}: {head}{data['rows']} {rows}, {data['accepted']} {verb}, "
         f"{data['rejected']} rejected{resumed}"
     )
+    if data["unconfirmed"]:
+        print(
+            f"  {data['unconfirmed']} accepted rows were not confirmed by enough Redis replicas "
+            "(LEVERS_REDIS_MIN_REPLICAS): a failover now loses them with this import's record, "
+            "and --resume then enqueues them again"
+        )
     for reason, count in data["rejected_by_reason"].items():
         print(f"  {reason}: {count}")
     for reject in outcome.rejects[:SHOWN]:

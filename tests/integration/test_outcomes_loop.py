@@ -59,7 +59,7 @@ def admin(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
         [
             sys.executable,
             "-c",
-            "from worker.cli import admin_main; raise SystemExit(admin_main())",
+            "from worker.admin import main; raise SystemExit(main())",
             *args,
         ],
         env=env,
