@@ -380,6 +380,13 @@ def test_every_setting_declares_its_variable_and_meaning_once() -> None:
     assert settings_module.variable("batch_max_size") == "LEVERS_BATCH_MAX_SIZE"
 
 
+def test_the_readme_configuration_table_names_every_setting() -> None:
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    table = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    missing = [f.metadata["env"] for f in declared() if f"`{f.metadata['env']}`" not in table]
+    assert not missing, f"README's Configuration table lacks {missing}"
+
+
 def test_a_bad_redis_url_is_named_in_one_line() -> None:
     error = problems_of({"REDIS_URL": "foo://bar"})
     assert error.problems == [
