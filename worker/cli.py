@@ -140,6 +140,8 @@ def start_endpoint(settings: Settings, supervisor: Supervisor, auth: AuthCheck) 
     one line when the port cannot be had."""
     # Imported here, after PROMETHEUS_MULTIPROC_DIR is set: prometheus_client reads it on import.
     from prometheus_client import CollectorRegistry, multiprocess
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
 
     from worker.buffers import Buffers
     from worker.exposition import Endpoint, RedisStateCollector
@@ -147,7 +149,9 @@ def start_endpoint(settings: Settings, supervisor: Supervisor, auth: AuthCheck) 
     from worker.keys import Keys
     from worker.runtime import buffer_config
 
-    client = connect(settings)
+    # A scrape or a probe during an outage answers at once instead of riding out the retries
+    # that the workers' own writes get (worker/connection.py).
+    client = connect(settings, retry=Retry(NoBackoff(), 0))
     keys = Keys(settings.namespace)
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]

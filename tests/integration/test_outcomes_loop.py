@@ -255,6 +255,7 @@ url = "{receiver.url}"
             1,
             2,
             LEVERS_POLICY_FILE=str(policy),
+            LEVERS_DEFAULT_WINDOW="",  # the file names the window
             LEVERS_CALLBACK_SECRET=CALLBACK_SECRET,
             LEVERS_CALLBACK_MAX_ATTEMPTS="3",
             LEVERS_CALLBACK_BACKOFF_SECONDS="0.2",

@@ -51,6 +51,7 @@ def test_an_outage_is_two_lines_a_gauge_and_readyz(
         LEVERS_CLIENT_ID=CLIENT_ID,
         LEVERS_CLIENT_SECRET=CLIENT_SECRET,
         LEVERS_BATCH_MAX_WAIT_SECONDS="0.5",
+        LEVERS_DEFAULT_WINDOW="always",  # the contact below is sent whatever the hour
         LEVERS_METRICS_PORT=port,
         PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics"),
     )
