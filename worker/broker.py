@@ -137,8 +137,9 @@ def enqueue_pipelined(
 
     Runs the broker's own enqueue script with the arguments `RedisBroker.enqueue` passes. Each
     message gets its own Redis-level id, as `RedisBroker.enqueue` gives it, because that id is
-    what the broker acks by. tests/test_broker.py pins that the result is the same as
-    dramatiq's own enqueue, so a dramatiq upgrade that changes the script is caught.
+    what the broker acks by. A message dramatiq's enqueue has delayed (its `.DQ` queue and
+    `eta`) keeps its delay. tests/test_broker.py pins that the Redis state left is the same as
+    dramatiq's own enqueue leaves, so a dramatiq upgrade that changes the script is caught.
     """
     dispatch = broker.scripts["dispatch"]
     enqueued = []
@@ -156,7 +157,7 @@ def enqueue_pipelined(
                 broker.dead_message_ttl,
                 0,  # no maintenance pass inside a producer's pipeline
                 # The Lua stack bound dramatiq's fetch uses (`_max_unpack_size`, private);
-                # its enqueue does not read it.
+                # its enqueue does not read it (pinned by tests/test_broker.py).
                 _UNUSED_BY_ENQUEUE,
                 message.options["redis_message_id"],
                 message.encode(),

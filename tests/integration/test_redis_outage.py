@@ -21,6 +21,9 @@ from worker.settings import Settings
 
 pytestmark = pytest.mark.integration
 
+# The outage is the scenario, not a wait for work: longer than dramatiq's consumer restart
+# delay (3 s, see worker/redis_health.py), so that every consumer fails, waits and fails again
+# while Redis is away, and "one line each way" is held against repeated failures.
 OUTAGE_SECONDS = 4.0
 
 
@@ -68,7 +71,7 @@ def test_an_outage_is_two_lines_a_gauge_and_readyz(
         down = httpx.get(readyz, timeout=10)
         assert down.status_code == 503 and f"Redis at {own_redis.url} does not answer" in down.text
         wait_for(lambda: gauge(port, "levers_redis_up") == 0, 10, what="levers_redis_up 0")
-        time.sleep(OUTAGE_SECONDS)  # the outage itself, not a wait for work
+        time.sleep(OUTAGE_SECONDS)  # the outage itself (see OUTAGE_SECONDS)
         own_redis.start()
         wait_for(lambda: worker.saw("Redis is back at"), 20, what="the recovery line")
         wait_for(lambda: httpx.get(readyz, timeout=5).status_code == 200, 20, what="ready again")
