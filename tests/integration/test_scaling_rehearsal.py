@@ -156,9 +156,10 @@ def test_three_replicas_a_rolling_update_and_5000_contacts_over_http(
         slack = settings.max_in_flight * settings.batch_max_size
         assert FIRST_WAVE - after <= gauge <= FIRST_WAVE - before + slack, (before, gauge, after)
 
-        # The rolling update, as a Deployment does it: the replacement starts and the old
-        # replica gets SIGTERM while batches are on the wire; it finishes what it holds and
-        # exits 0.
+        # The rolling update: SIGTERM to one replica while batches are on the wire, and its
+        # replacement started at the same moment. (A Deployment waits for the new pod's
+        # /readyz before it stops the old one; the order here, with one replica fewer for a
+        # while, is the harder one.) The old replica finishes what it holds and exits 0.
         leaving = replicas[1]
         replacement = start_worker(processes=1, threads=2, **REPLICA)
         replicas.append(replacement)
