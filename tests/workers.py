@@ -14,6 +14,15 @@ from pathlib import Path
 
 from tests.servers import wait_for
 
+# For fault tests: a killed or re-identified worker's messages come back after a short
+# heartbeat timeout, and a send attempt that hangs ends soon.
+FAST_RECOVERY = {
+    "LEVERS_HEARTBEAT_TIMEOUT_MS": "2000",
+    "LEVERS_MAINTENANCE_CHANCE": "200000",
+    "LEVERS_SEND_LEASE_SECONDS": "4",
+    "LEVERS_REQUEST_TIMEOUT_SECONDS": "2",
+}
+
 
 class WorkerProcess:
     """`python -m worker.cli` (the `levers-worker` entry point) in its own process group."""

@@ -30,7 +30,7 @@ from worker.commands import (
     paragraphs,
     positive_int,
 )
-from worker.connection import connect
+from worker.connection import connect, no_retry
 from worker.levers import Timeouts, TokenProvider
 from worker.readiness import AuthCheck, Readiness
 from worker.settings import Settings, settings_or_exit, variable
@@ -140,8 +140,6 @@ def start_endpoint(settings: Settings, supervisor: Supervisor, auth: AuthCheck) 
     one line when the port cannot be had."""
     # Imported here, after PROMETHEUS_MULTIPROC_DIR is set: prometheus_client reads it on import.
     from prometheus_client import CollectorRegistry, multiprocess
-    from redis.backoff import NoBackoff
-    from redis.retry import Retry
 
     from worker.buffers import Buffers
     from worker.exposition import Endpoint, RedisStateCollector
@@ -151,7 +149,7 @@ def start_endpoint(settings: Settings, supervisor: Supervisor, auth: AuthCheck) 
 
     # A scrape or a probe during an outage answers at once instead of riding out the retries
     # that the workers' own writes get (worker/connection.py).
-    client = connect(settings, retry=Retry(NoBackoff(), 0))
+    client = connect(settings, retry=no_retry())
     keys = Keys(settings.namespace)
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]

@@ -37,6 +37,11 @@ def redis_retry() -> Retry:
     return Retry(EqualJitterBackoff(cap=1.0, base=0.01), REDIS_RETRIES)
 
 
+def no_retry() -> Retry:
+    """For a client that must answer at once (a probe, a sentinel query): fail, do not wait."""
+    return Retry(NoBackoff(), 0)
+
+
 def connect(
     settings: Settings,
     *,
@@ -67,7 +72,7 @@ def connect(
                 "socket_timeout": options["socket_connect_timeout"],
                 "socket_connect_timeout": options["socket_connect_timeout"],
                 # A sentinel that does not answer: ask the next one at once.
-                "retry": Retry(NoBackoff(), 0),
+                "retry": no_retry(),
             },
             password=settings.redis_password or (unquote(url.password) if url.password else None),
         )

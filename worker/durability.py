@@ -78,8 +78,7 @@ class Durability:
         if not self.enabled:
             return replies
         *rest, acked = replies
-        if int(acked) < self.replicas:
-            raise self._shortfall(client, operation, int(acked), rest)
+        self._confirm(client, operation, acked, rest)
         return rest
 
     def run_script(
@@ -93,8 +92,7 @@ class Durability:
         script(keys=keys, args=args, client=pipe)
         self.add_wait(pipe)
         result, acked = pipe.execute()
-        if int(acked) < self.replicas:
-            raise self._shortfall(client, operation, int(acked), result)
+        self._confirm(client, operation, acked, result)
         return result
 
     def transaction(
@@ -117,13 +115,15 @@ class Durability:
         for reply in done:
             if isinstance(reply, Exception):
                 raise reply
-        if self.enabled and int(replies[-1]) < self.replicas:
-            raise self._shortfall(client, operation, int(replies[-1]), done)
+        if self.enabled:
+            self._confirm(client, operation, replies[-1], done)
         return list(done)
 
-    def _shortfall(
-        self, client: redis.Redis, operation: str, acked: int, result: Any
-    ) -> NotReplicatedError:
+    def _confirm(self, client: redis.Redis, operation: str, reply: Any, result: Any) -> None:
+        """Raise NotReplicatedError (its `result`: `result`) when WAIT's `reply` is short."""
+        acked = int(reply)
+        if acked >= self.replicas:
+            return
         error = NotReplicatedError(operation, acked, self.replicas, self.timeout_ms, result)
         log.warning(
             "write not confirmed by enough replicas",
@@ -134,7 +134,7 @@ class Durability:
         # A primary that lost its replicas may have been replaced: ask the sentinels now
         # rather than at the next periodic check.
         recheck_primary(client)
-        return error
+        raise error
 
 
 NO_WAIT = Durability()

@@ -207,14 +207,17 @@ class ImportRecord:
         return self._confirmed(line)
 
     def _confirmed(self, line: int) -> bool:
-        """WAIT for replicas after a transaction that redis-py ran on a connection of its own:
-        a write and WAIT in one round trip confirm every write that completed before them."""
+        """WAIT for replicas after the chunk's transaction. redis-py ran that on a pooled
+        connection, and WAIT only waits for its own connection's writes, so it follows a write
+        of its own: the same `line` again. The replication stream is ordered, so confirming
+        that write confirms the transaction before it."""
         if not self.durability.enabled:
             return True
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hset(self.key, "line", line)
+        self.durability.add_wait(pipe)
         try:
-            self.durability.transaction(
-                self.client, lambda pipe: pipe.hset(self.key, "confirmed_line", line), "import"
-            )
+            self.durability.check(self.client, "import", pipe.execute())
         except NotReplicatedError:
             return False
         return True

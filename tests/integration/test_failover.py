@@ -21,7 +21,7 @@ from producers.api import Producer
 from tests.integration.reconcile import Reconciliation, settle
 from tests.sentinels import ReplicaSet
 from tests.servers import wait_for
-from tests.workers import WorkerProcess
+from tests.workers import FAST_RECOVERY, WorkerProcess
 from worker.backlog import read_backlog
 from worker.broker import ReconnectWatch
 from worker.connection import connect
@@ -34,11 +34,8 @@ from worker.settings import Settings
 pytestmark = pytest.mark.integration
 
 # A worker's messages come back soon after a broker id change; attempts end soon.
-FAST_RECOVERY = {
-    "LEVERS_HEARTBEAT_TIMEOUT_MS": "2000",
-    "LEVERS_MAINTENANCE_CHANCE": "200000",
-    "LEVERS_SEND_LEASE_SECONDS": "4",
-    "LEVERS_REQUEST_TIMEOUT_SECONDS": "2",
+FAILOVER_ENV = {
+    **FAST_RECOVERY,
     "LEVERS_BATCH_MAX_SIZE": "25",
     "LEVERS_MAX_REQUESTS_PER_SECOND": "20",
 }
@@ -122,7 +119,7 @@ def run_through_failover(
     """A producer and two worker processes through Sentinel. Once requests go out and half the
     contacts are enqueued, the failover `begin`s and the other half is enqueued while it runs
     until its `end`; then the contacts are waited for."""
-    env = {**replica_set.env(), **FAST_RECOVERY, **env}
+    env = {**replica_set.env(), **FAILOVER_ENV, **env}
     settings = Settings.from_env({**worker_env, **env})
     start_worker(2, 4, **env).wait_ready()
     producer = SteadyProducer(settings).start()

@@ -13,21 +13,13 @@ from producers.api import Producer
 from tests.integration.conftest import State
 from tests.integration.reconcile import settle
 from tests.servers import RedisServer, wait_for
-from tests.workers import WorkerProcess
+from tests.workers import FAST_RECOVERY, WorkerProcess
 from worker.deadletters import INVALID_CONTACT, UNKNOWN_OUTCOME, DeadLetters
 from worker.keys import Keys
 from worker.sandbox import Sandbox
 from worker.settings import Settings
 
 pytestmark = pytest.mark.integration
-
-# A killed worker's messages come back after the heartbeat timeout; keep it short here.
-FAST_RECOVERY = {
-    "LEVERS_HEARTBEAT_TIMEOUT_MS": "2000",
-    "LEVERS_MAINTENANCE_CHANCE": "200000",
-    "LEVERS_SEND_LEASE_SECONDS": "4",
-    "LEVERS_REQUEST_TIMEOUT_SECONDS": "2",
-}
 
 
 def numbers(count: int, start: int = 0) -> list[str]:
