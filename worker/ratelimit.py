@@ -5,7 +5,8 @@ Rules (G4 of the design):
 * requests: spaced at least `1 / LEVERS_MAX_REQUESTS_PER_SECOND` apart, so no 1 s window ever
   holds more than the limit and Levers sees a smooth stream, not bursts at window edges;
 * contacts: no 60 s window holds more than `LEVERS_MAX_CONTACTS_PER_MINUTE` (a batch of n
-  contacts spends n);
+  contacts spends n), kept over 61 s so that a request that reaches Levers late (a new
+  connection, a loaded host: tens to hundreds of ms) cannot bring a later one into its minute;
 * a 429 pauses every sender until its `Retry-After`.
 
 A timeline at 5 requests/s (spacing (1000 + 40 ms jitter margin) / 5 = 208 ms): three workers
@@ -39,6 +40,9 @@ from worker.keys import Keys
 from worker.scripting import Clock, load_script, time_arg
 
 
+CONTACT_WINDOW_MARGIN_MS = 1000.0
+
+
 @dataclass(frozen=True)
 class Limits:
     requests_per_second: float = 5.0
@@ -59,7 +63,10 @@ class Limits:
 
     @property
     def contact_window_ms(self) -> float:
-        return 60_000 + self.jitter_ms
+        # The jitter margin above is per request spacing; one minute's budget is a few batches,
+        # so one late arrival (a first request opens its connection after its slot) can put the
+        # next minute's first batch inside it. A second's margin costs 1.7 % of the limit.
+        return 60_000 + CONTACT_WINDOW_MARGIN_MS
 
 
 class Pacer:

@@ -94,11 +94,13 @@ def test_contacts_per_minute_holds_in_every_window_and_is_used(
         )
     wait_for(lambda: len(sandbox.accepted()) >= 8, 90, interval=0.2, what="8 requests")
     arrivals = sorted(r.received_at for r in sandbox.accepted())
+    gaps = [round(t - arrivals[0], 3) for t in arrivals]
     for start in arrivals:
         in_window = sum(size for t in arrivals if start <= t < start + 60)
-        assert in_window <= limit
-    # The seventh request goes as soon as the first has left the window, not much later.
-    assert 60.0 <= arrivals[6] - arrivals[0] <= 61.5
+        assert in_window <= limit, gaps
+    # The seventh request goes as soon as the first has left the window (kept over 61 s),
+    # not much later.
+    assert 60.0 <= arrivals[6] - arrivals[0] <= 62.5, gaps
 
 
 def test_adaptive_mode_finds_an_unknown_limit(
