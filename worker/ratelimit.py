@@ -39,7 +39,6 @@ import redis
 from worker.keys import Keys
 from worker.scripting import Clock, load_script, time_arg
 
-
 CONTACT_WINDOW_MARGIN_MS = 1000.0
 
 
