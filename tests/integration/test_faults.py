@@ -168,6 +168,7 @@ def test_e_redis_restarted_mid_run_loses_nothing(
         client.close()
 
 
+@pytest.mark.waits_on_the_clock
 def test_f_a_long_429_storm_never_strands_a_batch(
     sandbox: Sandbox,
     producer: Producer,

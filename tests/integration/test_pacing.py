@@ -79,6 +79,7 @@ def test_in_flight_cap_holds_across_processes(
     assert min(c - a for a, c in zip(arrivals, arrivals[2:], strict=False)) >= 0.45
 
 
+@pytest.mark.waits_on_the_clock
 def test_contacts_per_minute_holds_in_every_window_and_is_used(
     sandbox: Sandbox, producer: Producer, start_worker: Callable[..., WorkerProcess]
 ) -> None:
