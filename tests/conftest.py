@@ -62,15 +62,3 @@ def tokens(broker: StubBroker) -> list[str]:
         message = Message.decode(queue.get_nowait())
         taken.append(str(message.args[0]))
     return taken
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Two lanes for `pytest -n 2 --dist loadgroup` (scripts/test): the tests that spend a minute
-    waiting for time to pass with almost no CPU (a 60 s window of eight requests, sixty
-    Retry-Afters) run in one, beside everything else in the other, in the order collected.
-    Only those: a busy test in the second lane made the rate tests of the first measure
-    arrivals late (six requests in one second at a limit of five). Run without xdist, the
-    groups mean nothing."""
-    for item in items:
-        lane = "waits" if item.get_closest_marker("waits_on_the_clock") else "main"
-        item.add_marker(pytest.mark.xdist_group(lane))
