@@ -104,6 +104,7 @@ def test_contacts_per_minute_holds_in_every_window_and_is_used(
     assert 60.0 <= arrivals[6] - arrivals[0] <= 62.5, gaps
 
 
+@pytest.mark.waits_on_the_clock
 def test_adaptive_mode_finds_an_unknown_limit(
     sandbox: Sandbox, producer: Producer, start_worker: Callable[..., WorkerProcess]
 ) -> None:
