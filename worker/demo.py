@@ -5,8 +5,10 @@ and levers-ingest, writes 1,003 sample contacts over three templates and both `u
 values to a CSV file (three of them invalid) and imports it with `levers-enqueue`, waits until
 every accepted contact was sent, prints what the sandbox received per batch key; then, as the
 sandbox sends each call's signed `phone_call.ended` webhook to levers-ingest, waits for the
-worker to record every outcome and prints them per template. It stops what it started, writes
-only under a namespace of its own and deletes only that.
+worker to record every outcome and prints them per template. Last, one contact enqueued with a
+`not_before` a few seconds ahead is shown held (`levers-admin holds list`) and then released
+and sent (worker/demo_hold.py). It stops what it started, writes only under a namespace of its
+own and deletes only that.
 
 With `--ingest` it imports nothing itself: it starts `levers-ingest` too, prints a token and
 a curl command, and prints each request the sandbox receives until Ctrl-C.
@@ -38,6 +40,7 @@ import redis
 
 from worker.backlog import read_totals
 from worker.contacts import RESERVED_METADATA_KEY, batch_key, mask_number
+from worker.demo_hold import show_a_hold
 from worker.keys import Keys
 from worker.local import RedisServer, answers, free_port
 from worker.outcomes import OutcomeStore
@@ -174,7 +177,8 @@ def run(ingest: bool = False) -> int:
         ]
         outcomes = wait_outcomes(store, ids, worker, deadline=time.monotonic() + 60)
         print_outcomes(outcomes, len(ids))
-        return 0 if len(outcomes) == len(ids) else 1
+        shown = show_a_hold(settings, env, client, sandbox, lambda: worker.poll() is None)
+        return 0 if len(outcomes) == len(ids) and shown else 1
     finally:
         if ingest_process is not None:
             ingest_process.send_signal(signal.SIGTERM)

@@ -38,5 +38,10 @@ def test_the_demo_sends_every_contact_and_prints_the_outcomes_per_template(
         "9c1d2e3f-4a5b-4c6d-8e7f-a0b1c2d3e4f5",
     }
     assert sum(int(row[1]) for row in rows) == 1000
+    # A contact with a not_before is shown held, then released and sent once.
+    held = out[out.index("$ levers-admin holds list") :]
+    assert re.search(r"\+96655\*+01\s+not_before\s", held), held
+    assert "1 held contacts shown" in held
+    assert re.search(r"released when due: \+96655\*+01 reached the sandbox [\d.]+ s after", held)
     assert all(int(calls) == int(ok) + int(failed) for _, calls, ok, failed in rows)
     assert "1000 of 1000 calls reported ended" in out
