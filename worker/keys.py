@@ -127,8 +127,8 @@ class Keys:
         return f"{self.namespace}:suppressed:expiry"
 
     def calls(self, number: str) -> str:
-        """Sorted set "template|batch id" -> when (ms) the number was called, kept for the
-        longest frequency-cap period: what the caps count."""
+        """Sorted set "template|batch id's first 16" -> when (ms) the number was called, kept
+        for the longest frequency-cap period: what the caps count (worker/lua/gates.lua)."""
         return f"{self.namespace}:calls:{number}"
 
     @property
