@@ -17,6 +17,17 @@ OTHER = "9c1d2e3f-4a5b-4c6d-8e7f-a0b1c2d3e4f5"
 ANYTIME = '[default]\nwindow = "always"\n'
 
 
+def capped(world: World) -> dict[tuple[str, str], float]:
+    """levers_contacts_capped_total by (scope, cap)."""
+    return {
+        (sample.labels["scope"], sample.labels["cap"]): sample.value
+        for metric in world.metrics.registry.collect()
+        if metric.name == "levers_contacts_capped"
+        for sample in metric.samples
+        if sample.name.endswith("_total")
+    }
+
+
 def letters(world: World) -> list[dict[str, object]]:
     return list(DeadLetters(world.client, world.keys).select())
 
@@ -58,6 +69,7 @@ def test_one_call_a_day_whatever_the_template(redis_client: redis.Redis) -> None
     assert world.sent_numbers() == [SAUDI]
     # Held until the day has passed since the call (the 4 h gap is inside it).
     assert world.held() == {SAUDI: ("frequency_capped", local(RIYADH, "2026-12-03T10:00"))}
+    assert capped(world) == {("every_template", "1 per 1d"): 1.0}
     world.at(RIYADH, "2026-12-03T10:00")
     world.tick()
     assert world.sent_numbers() == [SAUDI, SAUDI]
@@ -78,6 +90,7 @@ def test_a_template_cap_counts_that_template_only(redis_client: redis.Redis) -> 
     world.tick()
     assert world.sent_numbers() == [SAUDI, SAUDI]  # the first, and the other template's
     assert [reason for reason, _ in world.held().values()] == ["frequency_capped"]
+    assert capped(world) == {("template", "1 per 1d"): 1.0}
 
 
 def test_a_cap_that_outlasts_expire_at_dead_letters(redis_client: redis.Redis) -> None:

@@ -71,7 +71,7 @@ class World:
         self.holds = Holds(client, self.keys, config, self.clock)
         self.outbox = Outbox(client, self.keys, OutboxConfig(), self.broker, self.clock)
         eligibility = Eligibility(calling)
-        metrics = Metrics()
+        self.metrics = metrics = Metrics()
         every_type = ContactRules(number_types=frozenset(NUMBER_TYPES))
         self.aggregator = Aggregator(
             self.buffers,

@@ -20,6 +20,7 @@ from typing import Any
 from worker.contacts import Contact
 from worker.deadletters import EXPIRED
 from worker.policy import CallingPolicy, Closed, Expired, Open
+from worker.policy.caps import Caps, format_duration
 from worker.policy.decision import decide as decide_window
 
 NEVER = -1  # a hold with no known release time (an operator or a policy change ends it)
@@ -91,9 +92,22 @@ class CapsRule:
 
     json: str
     dead_letter: bool  # over the cap: dead-letter (True) or hold until it frees (False)
+    # gates.lua's name of each cap ("o0" the gap over every template, "t2" this template's
+    # second limit) -> (scope, cap) for levers_contacts_capped_total: a handful per template.
+    names: tuple[tuple[str, tuple[str, str]], ...] = ()
+
+    def describe(self, which: str) -> tuple[str, str]:
+        """(scope, cap) of the cap gates.lua named `which`: ("every_template", "1 per 1d")."""
+        return dict(self.names).get(which, ("unknown", which or "unknown"))
 
 
 NO_CAPS_RULE = CapsRule('{"o":[],"og":0,"t":[],"tg":0,"ttl":0}', False)
+
+
+def _cap_names(scope: str, tag: str, caps: Caps) -> list[tuple[str, tuple[str, str]]]:
+    names = [(f"{tag}0", (scope, f"gap {format_duration(caps.min_gap)}"))]
+    names += [(f"{tag}{i}", (scope, str(limit))) for i, limit in enumerate(caps.limits, 1)]
+    return names
 
 
 class Eligibility:
@@ -113,7 +127,10 @@ class Eligibility:
                 "ttl": max(overall.longest, own.longest) * 1000,
             }
             dead = "dead_letter" in (overall.over, own.over)
-            self._caps[template_id] = CapsRule(json.dumps(data, separators=(",", ":")), dead)
+            names = _cap_names("every_template", "o", overall) + _cap_names("template", "t", own)
+            self._caps[template_id] = CapsRule(
+                json.dumps(data, separators=(",", ":")), dead, tuple(names)
+            )
         return self._caps[template_id]
 
     def warm(self) -> None:

@@ -99,6 +99,13 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.capped = Counter(
+            "levers_contacts_capped",
+            "Contacts found over a frequency cap when their batch was about to be sent, by the "
+            "cap that decided it (scope every_template or template; cap '1 per 1d', 'gap 4h').",
+            ["scope", "cap"],
+            registry=r,
+        )
         self.held_at_send = Counter(
             "levers_contacts_held_at_send",
             "Contacts taken out of a batch right before its request because their window "

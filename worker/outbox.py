@@ -127,6 +127,8 @@ class Gate:
     cancelled: bool
     suppressed: tuple[bool, ...]
     capped_until: tuple[int, ...]  # ms, the shared clock; 0: within its caps
+    # The cap that decides each capped_until: CapsRule.describe() names it; '' when free.
+    capped_by: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -292,8 +294,9 @@ class Outbox:
             int(now_ms) / 1000,
             bool(int(paused)),
             bool(int(cancelled)),
-            tuple(bool(int(v)) for v in per_contact[::2]),
-            tuple(int(v) for v in per_contact[1::2]),
+            tuple(bool(int(v)) for v in per_contact[::3]),
+            tuple(int(v) for v in per_contact[1::3]),
+            tuple(v.decode() if isinstance(v, bytes) else str(v) for v in per_contact[2::3]),
         )
 
     def begin(

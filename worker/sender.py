@@ -329,6 +329,8 @@ class Sender:
             return Drop(SUPPRESSED, "the number is on the do-not-call list")
         capped = gate.capped_until[index]
         if capped:
+            if gate.capped_by:
+                self.metrics.capped.labels(*caps.describe(gate.capped_by[index])).inc()
             expire = schedule.expire_ms
             if caps.dead_letter or (expire is not None and expire <= capped):
                 return Drop(FREQUENCY_CAPPED, "its frequency cap is used up")

@@ -9,7 +9,7 @@
 -- ARGV[4..] each contact's number, in the batch's order
 --
 -- Returns {now_ms, paused 0/1, cancelled 0/1, then per contact: suppressed 0/1, capped
--- until ms (0: free)}.
+-- until ms (0: free), the cap that decides it ('' when free; see capped_until in gates.lua)}.
 local now_ms = clock_ms(ARGV[1])
 local template = ARGV[2]
 local caps = cjson.decode(ARGV[3])
@@ -19,6 +19,8 @@ local reply = {now_ms, is_paused(KEYS[3], template) and 1 or 0,
                (cancelled > 0 and cancelled >= created) and 1 or 0}
 for i = 4, #ARGV do
   reply[#reply + 1] = is_suppressed(KEYS[2], ARGV[i], now_ms) and 1 or 0
-  reply[#reply + 1] = capped_until(KEYS[i + 1], template, now_ms, caps)
+  local until_ms, cap = capped_until(KEYS[i + 1], template, now_ms, caps)
+  reply[#reply + 1] = until_ms
+  reply[#reply + 1] = cap
 end
 return reply

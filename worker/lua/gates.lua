@@ -31,12 +31,14 @@ local function cancelled_at(cancelled, template)
   return math.max(mine, every)
 end
 
+-- The first ms at which a call keeps within `limits` and `gap`, and which of them decides it
+-- (0: the gap, i: the i-th limit; nil: none stands in the way).
 local function first_free(times, limits, gap, now_ms)
-  local earliest = now_ms
+  local earliest, which = now_ms, nil
   if gap > 0 and #times > 0 and now_ms - times[#times] < gap then
-    earliest = math.max(earliest, times[#times] + gap)
+    earliest, which = times[#times] + gap, 0
   end
-  for _, limit in ipairs(limits) do
+  for index, limit in ipairs(limits) do
     local calls, period = limit[1], limit[2]
     local inside = {}
     for _, t in ipairs(times) do
@@ -46,13 +48,18 @@ local function first_free(times, limits, gap, now_ms)
     end
     if #inside >= calls then
       -- Free once enough of them have left the rolling period.
-      earliest = math.max(earliest, inside[#inside - calls + 1] + period)
+      local free = inside[#inside - calls + 1] + period
+      if free > earliest then
+        earliest, which = free, index
+      end
     end
   end
-  return earliest
+  return earliest, which
 end
 
--- 0 if a call now keeps within the caps; else the first ms at which one would.
+-- 0 if a call now keeps within the caps; else the first ms at which one would, and the cap
+-- that decides it: 'o' (over every template) or 't' (this template's own), then 0 for the gap
+-- or the limit's index (1-based), e.g. 'o1'.
 local function capped_until(calls_key, template, now_ms, caps)
   local raw = redis.call('ZRANGEBYSCORE', calls_key, '-inf', now_ms, 'WITHSCORES')
   local every, mine = {}, {}
@@ -64,9 +71,15 @@ local function capped_until(calls_key, template, now_ms, caps)
       mine[#mine + 1] = t
     end
   end
-  local at = math.max(first_free(every, caps.o, caps.og, now_ms),
-                      first_free(mine, caps.t, caps.tg, now_ms))
-  return at > now_ms and at or 0
+  local at_o, which_o = first_free(every, caps.o, caps.og, now_ms)
+  local at_t, which_t = first_free(mine, caps.t, caps.tg, now_ms)
+  if at_o <= now_ms and at_t <= now_ms then
+    return 0, ''
+  end
+  if at_t > at_o then
+    return at_t, 't' .. which_t
+  end
+  return at_o, 'o' .. which_o
 end
 
 local function call_member(template, batch_id)
