@@ -173,3 +173,20 @@ def test_cancel_dead_letters_what_waits_and_replay_sends_it(redis_client: redis.
     result = dead.replay(list(dead.select(reason="cancelled")), enqueue)
     assert len(result.replayed) == 4 and dead.count() == 0
     assert {row["template_id"] for row in replayed} == {TEMPLATE}
+
+
+def test_begin_run_twice_sends_once_and_records_one_call(redis_client: redis.Redis) -> None:
+    """A begin whose reply was lost and which the client ran again (a Redis restart) answers
+    "send" again: its own recorded call does not count against its cap."""
+    world = World(redis_client, policy(ANYTIME), max_size=1)  # default caps: 1 a day
+    world.at(RIYADH, "2026-12-02T10:00")
+    world.accept(SAUDI)
+    world.flusher.run_once()
+    [batch_id] = tokens(world.broker)
+    claim = world.outbox.pick(batch_id, "o")
+    caps = world.sender.eligibility.caps(None)  # type: ignore[union-attr]
+    first = world.outbox.begin(claim, "o", decided_at=world.clock(), caps=caps)
+    again = world.outbox.begin(claim, "o", decided_at=world.clock(), caps=caps)
+    assert (first.code, again.code) == ("send", "send")
+    assert redis_client.zcard(world.keys.calls(SAUDI)) == 1
+    assert world.held() == {}

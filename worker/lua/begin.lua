@@ -42,6 +42,13 @@ end
 if KEYS[5] ~= ARGV[6] .. 'held:' .. f[4] or KEYS[11] ~= ARGV[6] .. 'pending:' .. f[4] then
   return redis.error_reply('begin.lua: KEYS[5..11] are not those of batch key ' .. f[4])
 end
+if f[1] == 'sending' then
+  -- Only this owner's own begin makes its batch `sending`, and an owner begins once: this is
+  -- that call again, its reply lost (a connection dropped as Redis restarted) and the client
+  -- retrying. The same answer, nothing done twice: checked again, the call it recorded
+  -- would count against its own cap and hold the contact for a day.
+  return {1, now_ms}
+end
 if tonumber(ARGV[5]) > now_ms then
   return {-1, now_ms}
 end
