@@ -286,6 +286,37 @@ CASES: list[tuple[str, list[dict[str, str]], str, list[dict[str, Any]]]] = [
         "30m",
         [],
     ),
+    (  # a producer sending opted-out numbers: refused at acceptance only (no dead letters yet)
+        "LeversSuppressedNumbersRising",
+        [
+            series("levers_contacts_rejected_total", 'instance="a",reason="suppressed"', "0+10x30"),
+            series(
+                "levers_contacts_rejected_total", 'instance="b",reason="invalid_number"', "0x30"
+            ),
+        ],
+        "20m",
+        [{"labels": "{}", "value": 150}],
+    ),
+    (  # found at send time only, on two replicas
+        "LeversSuppressedNumbersRising",
+        [
+            series("levers_dead_letters_total", 'instance="a",reason="suppressed"', "0+2x30"),
+            series("levers_dead_letters_total", 'instance="b",reason="suppressed"', "0+2x30"),
+        ],
+        "20m",
+        [{"labels": "{}", "value": 60}],
+    ),
+    (  # a few now and then, and an old burst that stopped: quiet
+        "LeversSuppressedNumbersRising",
+        [
+            series("levers_contacts_rejected_total", 'instance="a",reason="suppressed"', "0+1x30"),
+            series(
+                "levers_dead_letters_total", 'instance="a",reason="suppressed"', "0+20x5 100x25"
+            ),
+        ],
+        "25m",
+        [],
+    ),
     (
         "LeversPendingTooOld",
         [
