@@ -92,6 +92,25 @@ def test_empty_csv_cells_are_absent() -> None:
     assert normalise_row(raw, from_csv=True) == {"number": SARA}
 
 
+def test_schedule_cells_in_csv_are_iso_8601_or_epoch_seconds() -> None:
+    raw = {
+        "number": SARA,
+        "not_before": "2026-12-03T09:00:00+03:00",
+        "expire_at": "1796371200",
+        "time_zone": "Asia/Riyadh",
+    }
+    row = normalise_row(raw, from_csv=True)
+    assert row == {**raw, "expire_at": 1796371200.0}
+    contact = validate_contact(row)
+    assert contact.not_before == 1796277600.0 and contact.expire_at == 1796371200.0
+    assert contact.time_zone == "Asia/Riyadh"
+    # Text that is neither stays text, and validation refuses it as the API does.
+    assert normalise_row({"number": SARA, "not_before": "tomorrow"}, from_csv=True) == {
+        "number": SARA,
+        "not_before": "tomorrow",
+    }
+
+
 def test_tag_and_meta_columns() -> None:
     raw = {"number": SARA, "tag:amount": "120", "tag:due": "July", "meta:crm_id": "42"}
     assert normalise_row(raw, from_csv=True) == {

@@ -68,7 +68,8 @@ ENVIRONMENT = (
 ABOUT = (
     "Enqueue contacts from a CSV file (with a header row) or a JSONL file (one JSON object a "
     "line). Columns are the Python API's names (number, first_name, last_name, template_id, "
-    "update_existing, metadata, prompt_tags, region, dedupe_key) or Levers' (numberToCall, "
+    "update_existing, metadata, prompt_tags, region, dedupe_key, time_zone, not_before, "
+    "expire_at) or Levers' (numberToCall, "
     "firstName, lastName, aiSettingsTemplateId, updateExisting, promptTags); in CSV, metadata "
     "and prompt_tags cells hold JSON objects, and tag:NAME / meta:NAME columns add one prompt "
     "tag / metadata field each.",

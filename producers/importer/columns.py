@@ -11,6 +11,7 @@ is a `RowError` (that row is rejected, the rest go on).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +30,9 @@ ALIASES = {
 NUMBER_NAMES = ("number", "numberToCall", "phone")
 _TRUE = {"1", "true", "yes", "y"}
 _FALSE = {"0", "false", "no", "n", ""}
+# A schedule cell of digits is epoch seconds (a CSV cell is always text; ISO 8601 stays text).
+_EPOCH = re.compile(r"\d+(?:\.\d+)?")
+_SCHEDULE = ("not_before", "expire_at")
 TAG, META = "tag:", "meta:"
 
 
@@ -217,6 +221,10 @@ def normalise_row(raw: Mapping[Any, Any], from_csv: bool) -> dict[str, Any]:
             if flag.lower() not in _TRUE | _FALSE:
                 raise RowError(f"update_existing {flag!r} is not true/false")
             row["update_existing"] = flag.lower() in _TRUE
+        for name in _SCHEDULE:
+            cell = row.get(name)
+            if isinstance(cell, str) and _EPOCH.fullmatch(cell.strip()):
+                row[name] = float(cell)
     for name, extra in (("prompt_tags", tags), ("metadata", meta)):
         if extra:
             base = row.get(name) or {}
