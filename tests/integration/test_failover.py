@@ -31,7 +31,8 @@ from worker.sandbox import Sandbox
 from worker.sentinel import FailoverAwareSentinel, FailoverInProgress, FollowingSentinelPool
 from worker.settings import Settings
 
-pytestmark = pytest.mark.integration
+# Most of each test is the sentinels' own timeouts (down-after, failover): the clock lane.
+pytestmark = [pytest.mark.integration, pytest.mark.waits_on_the_clock]
 
 # A worker's messages come back soon after a broker id change; attempts end soon.
 FAILOVER_ENV = {

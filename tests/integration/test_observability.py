@@ -73,7 +73,9 @@ def test_a_real_run_is_counted_checked_and_logged_safely(
     dead = metric(scrape, 'levers_dead_letters_total{reason="invalid_contact"}')
     assert (sent, dead) == (299, 1)
     assert metric(scrape, "levers_contact_wait_seconds_count") >= 299
-    assert metric(scrape, "levers_token_refreshes_total") >= 2  # one per process
+    # A process fetches its token for its first request: one that happened to send none of
+    # the twelve batches fetched none.
+    assert metric(scrape, "levers_token_refreshes_total") >= 1
     assert metric(scrape, "levers_dead_letters_held") == 1
     assert metric(scrape, 'levers_pending_contacts{batch_key="default:0"}') == 1
     assert metric(scrape, 'levers_contacts_rejected_total{reason="invalid_number"}') == 1
