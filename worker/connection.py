@@ -65,7 +65,9 @@ def connect(
         options.setdefault("db", int(url.path.strip("/") or 0))
         if url.scheme == "rediss":
             options.setdefault("ssl", True)
-        sentinel = FailoverAwareSentinel(  # type: ignore[no-untyped-call]
+        # redis-py types Sentinel from 8.2 on and not before: called untyped in both.
+        sentinel_class: Any = FailoverAwareSentinel
+        sentinel = sentinel_class(
             settings.sentinel_addresses,
             sentinel_kwargs={
                 "password": settings.redis_sentinel_password,
@@ -76,7 +78,7 @@ def connect(
             },
             password=settings.redis_password or (unquote(url.password) if url.password else None),
         )
-        client: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
+        client: redis.Redis = sentinel.master_for(
             settings.redis_sentinel_master,
             connection_pool_class=FollowingSentinelPool,
             **options,
