@@ -31,8 +31,7 @@ from worker.sandbox import Sandbox
 from worker.sentinel import FailoverAwareSentinel, FailoverInProgress, FollowingSentinelPool
 from worker.settings import Settings
 
-# Most of each test is the sentinels' own timeouts (down-after, failover): the clock lane.
-pytestmark = [pytest.mark.integration, pytest.mark.waits_on_the_clock]
+pytestmark = pytest.mark.integration
 
 # A worker's messages come back soon after a broker id change; attempts end soon.
 FAILOVER_ENV = {
