@@ -20,6 +20,7 @@ from worker.durability import Durability
 from worker.eligibility import Eligibility
 from worker.holds import Holds
 from worker.keys import Keys
+from worker.last_error import LastError
 from worker.levers import LeversClient, Timeouts
 from worker.metrics import Metrics
 from worker.outbox import Outbox, OutboxConfig
@@ -150,6 +151,7 @@ class Runtime:
             ),
             resend_unknown=settings.resend_unknown_at_once,
             eligibility=eligibility,
+            last_error=LastError(redis_client, keys, clock),
             ledger=outcomes.ledger,
         )
         aggregator = Aggregator(

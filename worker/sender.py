@@ -37,6 +37,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
+import redis
 
 from worker.contacts import RESERVED_METADATA_KEY, mask_number, parse_batch_key
 from worker.deadletters import (
@@ -60,6 +61,7 @@ from worker.eligibility import (
     Verdict,
 )
 from worker.errors import LeversAuthError, LeversTransportError, NotReplicatedError
+from worker.last_error import LastError
 from worker.levers import LeversClient, bulk_body
 from worker.metrics import Metrics, status_class
 from worker.outbox import Begun, Claim, Dead, Gate, Outbox, Outcome, Retry, Sent, Split
@@ -130,6 +132,7 @@ class Sender:
         rng: random.Random | None = None,
         eligibility: Eligibility | None = None,
         ledger: Ledger | None = None,
+        last_error: LastError | None = None,
     ) -> None:
         """Without `eligibility` no contact is held back at send time (no calling policy)."""
         self.outbox = outbox
@@ -142,6 +145,7 @@ class Sender:
         self.rng = rng or random.Random()
         self.eligibility = eligibility
         self.ledger = ledger  # keeps the contacts of templates that retry calls
+        self.last_error = last_error  # the latest failure, for the console
 
     def send(self, hint: str) -> SendResult:
         """Use one send token: the batch sent is chosen round robin across batch keys (see
@@ -247,6 +251,22 @@ class Sender:
         self.pacer.observe(response.status_code, latency)
         return self._record(claim, owner, self.classify(claim, response), latency)
 
+    def _note_failure(self, claim: Claim, outcome: Outcome) -> None:
+        """Keep the latest failure for operators (a pause or a replication wait is none)."""
+        if self.last_error is None or isinstance(outcome, Sent):
+            return
+        if isinstance(outcome, Retry) and outcome.cause in ("paused", "replication"):
+            return
+        cause = outcome.cause if isinstance(outcome, Retry) else outcome.reason
+        with contextlib.suppress(redis.RedisError):  # a lost note loses no contact
+            self.last_error.note(
+                batch_id=claim.batch_id,
+                batch_key=claim.batch_key,
+                cause=cause,
+                status=outcome.status,
+                detail=outcome.detail,
+            )
+
     def classify(self, claim: Claim, response: httpx.Response) -> Outcome:
         """What Levers' answer to this batch means (see the module docstring)."""
         status = response.status_code
@@ -350,6 +370,7 @@ class Sender:
         children = self.outbox.finish(claim, owner, outcome)
         if children is None:
             return SendResult("skipped", claim.batch_id, "lease lost")
+        self._note_failure(claim, outcome)
         fields: dict[str, Any] = {
             "batch_id": claim.batch_id,
             "batch_key": claim.batch_key,
