@@ -156,26 +156,12 @@ class Holds:
         """Held contacts, oldest hold first, filtered (an operator's view: it reads them all)."""
         found, start = 0, 0
         while limit is None or found < limit:
-            members = _scored(
-                self.client.zrange(self.keys.held_since, start, start + 499, withscores=True)
-            )
-            if not members:
+            page, start = self.page(start, 500)
+            if not page:
                 return
-            start += len(members)
-            pipe = self.client.pipeline(transaction=False)
-            pairs: list[tuple[str, str, float]] = []
-            for member, since in members:
-                key, _, number = as_text(member).rpartition(" ")
-                pairs.append((key, number, float(since)))
-                pipe.hget(self.keys.held(key), number)
-                pipe.zscore(self.keys.release(key), number)
-            replies = pipe.execute()
-            for (key, number, since), value, score in zip(
-                pairs, replies[::2], replies[1::2], strict=True
-            ):
-                if value is None or (batch_key and key != batch_key):
+            for held in page:
+                if batch_key and held.batch_key != batch_key:
                     continue
-                held = _parse(key, number, as_text(value), since, score)
                 if reason and held.reason != reason:
                     continue
                 if contact_ids and held.contact_id not in contact_ids:
@@ -184,6 +170,56 @@ class Holds:
                 found += 1
                 if limit is not None and found >= limit:
                     return
+
+    def page(self, start: int, count: int) -> tuple[list[HeldContact], int]:
+        """Held contacts from rank `start` of the oldest-first index, and the rank after them
+        (a page is empty only at the end)."""
+        members = _scored(
+            self.client.zrange(self.keys.held_since, start, start + count - 1, withscores=True)
+        )
+        if not members:
+            return [], start
+        return self._read(members), start + len(members)
+
+    def find(self, since_ms: int, contact_id: str) -> HeldContact | None:
+        """The hold of `contact_id` that began at `since_ms` (as a listed page showed it)."""
+        members = _scored(
+            self.client.zrangebyscore(self.keys.held_since, since_ms, since_ms, withscores=True)
+        )
+        return next((h for h in self._read(members) if h.contact_id == contact_id), None)
+
+    def key_page(self, batch_key: str, count: int) -> list[HeldContact]:
+        """The `count` holds of one batch key that are released first."""
+        numbers = [
+            as_text(n) for n in self.client.zrange(self.keys.release(batch_key), 0, count - 1)
+        ]
+        if not numbers:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for number in numbers:
+            pipe.zscore(self.keys.held_since, f"{batch_key} {number}")
+        since = pipe.execute()
+        return self._read([(f"{batch_key} {n}", s) for n, s in zip(numbers, since, strict=True)])
+
+    def _read(self, members: list[tuple[Any, Any]]) -> list[HeldContact]:
+        """The holds named by index members ("<batch key> <number>", since ms)."""
+        pipe = self.client.pipeline(transaction=False)
+        pairs: list[tuple[str, str, float]] = []
+        for member, since in members:
+            if since is None:
+                continue
+            key, _, number = as_text(member).rpartition(" ")
+            pairs.append((key, number, float(since)))
+            pipe.hget(self.keys.held(key), number)
+            pipe.zscore(self.keys.release(key), number)
+        replies = pipe.execute()
+        return [
+            _parse(key, number, as_text(value), since, score)
+            for (key, number, since), value, score in zip(
+                pairs, replies[::2], replies[1::2], strict=True
+            )
+            if value is not None
+        ]
 
     # -- operators -------------------------------------------------------------------------
 

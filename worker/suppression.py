@@ -96,13 +96,18 @@ class Suppression:
         `match` when given."""
         pattern = f"*{match}*" if match else None
         for number, value in self.client.hscan_iter(self.keys.suppressed, match=pattern):
-            expire_ms, added_ms, note = as_text(value).split("|", 2)
-            yield Entry(
-                as_text(number),
-                int(added_ms) / 1000,
-                None if int(expire_ms) == 0 else int(expire_ms) / 1000,
-                note,
-            )
+            yield _entry(number, value)
+
+    def lookup(self, number: str) -> Entry | None:
+        """The entry of one E.164 number, or None when it is not on the list."""
+        value = self.client.hget(self.keys.suppressed, number)
+        return None if value is None else _entry(number, value)
+
+    def page(self, cursor: int = 0, count: int = 50) -> tuple[list[Entry], int]:
+        """About `count` entries from an HSCAN cursor, and the next cursor (0: the end)."""
+        cursor, found = self.client.hscan(self.keys.suppressed, cursor, count=count)
+        assert isinstance(found, dict)  # not NOVALUES
+        return [_entry(n, v) for n, v in found.items()], int(cursor)
 
     def expire(self, limit: int = 1000) -> int:
         """Drop entries whose expiry has passed (housekeeping); returns how many."""
@@ -141,6 +146,16 @@ class Suppression:
         if chunk:
             report.added += self.add(chunk, note=note, expire_at=expire_at)
         return report
+
+
+def _entry(number: bytes | str, value: bytes | str) -> Entry:
+    expire_ms, added_ms, note = as_text(value).split("|", 2)
+    return Entry(
+        as_text(number),
+        int(added_ms) / 1000,
+        None if int(expire_ms) == 0 else int(expire_ms) / 1000,
+        note,
+    )
 
 
 def active(value: bytes | str | None, now_ms: int) -> bool:

@@ -16,11 +16,13 @@ from typing import Any
 import redis
 
 from worker.admin.common import PROG, admin_epilog
+from worker.audit import operator
 from worker.commands import HelpFormatter, paragraphs
 from worker.contacts import mask_number
 from worker.deadletters import REASONS as DEAD_LETTER_REASONS
 from worker.deadletters import DeadLetters
 from worker.keys import Keys
+from worker.operations import Operations
 from worker.settings import Settings
 
 # How many existing ids a refusal names at most.
@@ -75,6 +77,11 @@ def add_parser(subparsers: Any) -> None:
         help="list at most N, oldest first (default: 0 = all)",
     )
     parser.add_argument(
+        "--note",
+        default="",
+        help="why: kept with the replay or purge in the operators' audit (default: none)",
+    )
+    parser.add_argument(
         "--json",
         action="store_true",
         help="list whole records, one JSON object a line, numbers unmasked (for reconciliation)",
@@ -94,11 +101,26 @@ def handler(settings: Settings, client: redis.Redis, args: argparse.Namespace) -
         return 1
     if args.action == "list":
         return list_records(records[: args.limit] if args.limit > 0 else records, args.json)
+    operations = Operations(client, Keys(settings.namespace))
+    target = _target(args)
     if args.action == "purge":
-        removed = dead.delete(r["id"] for r in records)
+        ids = [r["id"] for r in records]
+        removed = operations.purge_dead_letters(operator(), ids, note=args.note, target=target)
         print(f"purged {removed} dead letters")
         return 0
-    return replay(settings, dead, records)
+    return replay(settings, operations, records, args.note, target)
+
+
+def _target(args: argparse.Namespace) -> str:
+    """What an action chose, for the audit line."""
+    chosen = [
+        f"{name}={value}"
+        for name, value in (("reason", args.reason), ("batch_key", args.batch_key))
+        if value
+    ]
+    if args.id:
+        chosen.append("id=" + ",".join(args.id))
+    return " ".join(chosen) or "all"
 
 
 def select(
@@ -166,12 +188,20 @@ def list_records(records: list[dict[str, Any]], as_json: bool) -> int:
     return 0
 
 
-def replay(settings: Settings, dead: DeadLetters, records: list[dict[str, Any]]) -> int:
+def replay(
+    settings: Settings,
+    operations: Operations,
+    records: list[dict[str, Any]],
+    note: str,
+    target: str,
+) -> int:
     from producers.api import Producer
 
     producer = Producer(settings)
     try:
-        result = dead.replay(records, producer.enqueue_contacts)
+        result = operations.replay_dead_letters(
+            operator(), records, producer.enqueue_contacts, note=note, target=target
+        )
     finally:
         producer.close()
     print(f"replayed {len(result.replayed)} dead letters")

@@ -25,11 +25,12 @@ import redis
 
 from worker.admin.common import EXIT_CODES, admin_epilog
 from worker.admin.status import utc
-from worker.audit import Audit, operator
+from worker.audit import operator
 from worker.commands import HelpFormatter
 from worker.contacts import mask_number, time_zone_problem
 from worker.holds import HELD_REASONS, Holds
 from worker.keys import Keys
+from worker.operations import Operations
 from worker.runtime import buffer_config
 from worker.settings import Settings
 
@@ -85,11 +86,16 @@ def handler(settings: Settings, client: redis.Redis, args: argparse.Namespace) -
         missing = sorted(ids - {h.contact_id for h in chosen})
         print(f"levers-admin: not held: {', '.join(missing)}", file=sys.stderr)
         return 1
-    done = sum(
-        holds.act(held, args.action, time_zone=args.time_zone, note=args.note) for held in chosen
-    )
     target = ",".join(sorted(ids)) if ids else (args.batch_key or args.reason or "all holds")
-    Audit(client, keys).record(operator(), f"holds {args.action}", target, args.note, done=done)
+    done = Operations(client, keys).act_on_holds(
+        operator(),
+        holds,
+        chosen,
+        args.action,
+        note=args.note,
+        target=target,
+        time_zone=args.time_zone,
+    )
     verb = "released" if args.action == "release" else "expired"
     print(f"{verb} {done} held contacts")
     return 0 if done == len(chosen) else 1

@@ -28,6 +28,7 @@ from worker.commands import HelpFormatter
 from worker.contacts import instant, mask_number, normalise_number
 from worker.errors import ContactError
 from worker.keys import Keys
+from worker.operations import Operations
 from worker.settings import Settings
 from worker.suppression import Suppression, entry_json
 
@@ -116,14 +117,13 @@ def handler(settings: Settings, client: redis.Redis, args: argparse.Namespace) -
             numbers.append(normalise_number(raw, region))
         except ContactError as exc:
             return _usage(f"{mask_number(raw)}: {exc}")
+    operations = Operations(client, keys)
     if args.action == "add":
-        added = suppression.add(numbers, note=args.note, expire_at=expire_at)
+        added = operations.suppress(operator(), numbers, note=args.note, expire_at=expire_at)
         print(f"suppressed {len(numbers)} numbers ({added} new)")
     else:
-        removed = suppression.remove(numbers)
+        removed = operations.unsuppress(operator(), numbers, note=args.note)
         print(f"removed {removed} of {len(numbers)} numbers from the do-not-call list")
-    target = ",".join(mask_number(n) for n in numbers)
-    audit.record(operator(), f"suppress {args.action}", target, args.note)
     return 0
 
 
