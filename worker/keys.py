@@ -153,6 +153,22 @@ class Keys:
         """List of operators' actions (JSON: who, what, when, note), newest first, capped."""
         return f"{self.namespace}:audit"
 
+    def console_session(self, digest: str) -> str:
+        """String, JSON {user, csrf, at}: one console login, under the SHA-256 of its cookie
+        (the cookie itself is never stored), expiring after LEVERS_CONSOLE_SESSION_SECONDS."""
+        return f"{self.namespace}:console:session:{digest}"
+
+    def console_flash(self, digest: str) -> str:
+        """String: the result of a console session's last action, shown once on its next
+        page (then deleted)."""
+        return f"{self.namespace}:console:flash:{digest}"
+
+    @property
+    def last_error(self) -> str:
+        """String, JSON: the last failed send attempt (time, batch, cause, status, Levers'
+        words), for the console's overview."""
+        return f"{self.namespace}:last_error"
+
     @property
     def stats(self) -> str:
         """Hash of running totals shown by `levers-admin status`."""

@@ -25,6 +25,7 @@ import phonenumbers
 
 from worker.contacts import NUMBER_TYPES, ContactRules
 from worker.errors import SettingsError
+from worker.passwords import Users
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -149,6 +150,14 @@ def _tokens(value: str) -> str | None:
             f"each token must be {MIN_TOKEN_LENGTH} to 512 visible ASCII characters "
             "without commas, separated by commas"
         )
+    return None
+
+
+def _console_users(value: str) -> str | None:
+    try:
+        Users.parse(value)
+    except ValueError as exc:
+        return str(exc)
     return None
 
 
@@ -600,6 +609,29 @@ class Settings:
         low=60,
         high=30 * 86400,
     )
+    # -- operator console (/console on levers-ingest) -----------------------------------------
+    console_users: str | None = env(
+        "LEVERS_CONSOLE_USERS",
+        None,
+        "who may open /console: name:scrypt-hash entries separated by commas (hash from "
+        "`levers-admin console-password NAME`); unset = no console",
+        kind=str,
+        check=_console_users,
+        secret=True,
+    )
+    console_reveal_users: str = env(
+        "LEVERS_CONSOLE_REVEAL_USERS",
+        "",
+        "console users who may ask to see a whole phone number (each time recorded in the "
+        "audit), separated by commas; everyone else sees them masked",
+    )
+    console_session_seconds: int = env(
+        "LEVERS_CONSOLE_SESSION_SECONDS",
+        8 * 3600,
+        "how long a console login lasts without a new login, s",
+        low=60,
+        high=7 * 86400,
+    )
     # -- operations ------------------------------------------------------------------------
     metrics_port: int = env(
         "LEVERS_METRICS_PORT",
@@ -669,6 +701,10 @@ class Settings:
     @property
     def ingest_token_list(self) -> list[str]:
         return split_tokens(self.ingest_tokens or "")
+
+    @property
+    def console_reveal_list(self) -> frozenset[str]:
+        return frozenset(split_tokens(self.console_reveal_users))
 
     @property
     def sentinel_addresses(self) -> list[tuple[str, int]]:

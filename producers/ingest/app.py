@@ -1,7 +1,8 @@
 """The levers-ingest ASGI app: `create_app(settings)` builds it; nothing happens at import.
 
 Routers, each with its own auth: `/v1/contacts` (bearer tokens, `contacts`), Levers' webhooks
-at `/v1/webhooks/levers` (the Svix signature, `webhooks`), and the operations routes
+at `/v1/webhooks/levers` (the Svix signature, `webhooks`), the operator console at `/console`
+(its own logins, LEVERS_CONSOLE_USERS; see docs/console.md), and the operations routes
 (`/healthz`, `/readyz`, `/metrics`, open like the worker's).
 
     uvicorn --factory producers.ingest.app:app_from_env   # or: levers-ingest
@@ -25,6 +26,7 @@ from redis.retry import Retry
 from starlette.concurrency import run_in_threadpool
 
 from producers.api import Producer
+from producers.ingest.console.routes import console_off, console_router
 from producers.ingest.contacts import contacts_router, issue
 from producers.ingest.intake import Intake
 from producers.ingest.limits import BodyLimit
@@ -157,6 +159,7 @@ def create_app(
         contacts_router(settings, intake, metrics),
         webhooks_router(webhooks, metrics),
         operations_router(intake, metrics),
+        console_router(settings, producer, metrics) if settings.console_users else console_off(),
     ]
     for router in routers:
         app.include_router(router)

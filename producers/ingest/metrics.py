@@ -72,6 +72,22 @@ class IngestMetrics:
             ["result"],
             registry=r,
         )
+        self.console_logins = Counter(
+            "levers_console_logins",
+            "Console login attempts by result: ok, refused (wrong name or password).",
+            ["result"],
+            registry=r,
+        )
+        self.console_actions = Counter(
+            "levers_console_actions",
+            "Console actions by action (pause, resume, cancel, holds release/expire, "
+            "dead-letters replay/purge, suppress add/remove, reveal) and result: done, or "
+            "refused (no session, a missing or wrong CSRF token, no note, bad input).",
+            ["action", "result"],
+            registry=r,
+        )
+        for result in ("ok", "refused"):
+            self.console_logins.labels(result)
         for outcome in ("accepted", "rejected"):
             self.contacts.labels(outcome)
         for result in WEBHOOK_RESULTS:

@@ -16,7 +16,16 @@ from types import ModuleType
 
 import redis
 
-from worker.admin import control, dead_letters, holds, outcomes, policy, status, suppress
+from worker.admin import (
+    console,
+    control,
+    dead_letters,
+    holds,
+    outcomes,
+    policy,
+    status,
+    suppress,
+)
 from worker.admin.common import PROG, admin_epilog
 from worker.commands import HelpFormatter, fail, paragraphs, redis_or_exit, redis_problem
 from worker.connection import describe
@@ -30,6 +39,7 @@ GROUPS: tuple[ModuleType, ...] = (
     control,
     outcomes,
     policy,
+    console,
 )
 
 

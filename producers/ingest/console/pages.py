@@ -1,0 +1,273 @@
+"""What each console page shows, read from Redis in bounded steps.
+
+A page reads counters (the gauges the scripts keep), the first entries of an index, or one
+page of a scan with a budget: never the whole backlog, so a page costs the same with ten
+contacts waiting or a million (`python -m benchmarks.console` measures it). A filtered list
+that finds fewer matches than a page within its budget says how far it looked and offers the
+next stretch.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import redis
+
+from worker.audit import Audit
+from worker.backlog import read_backlog, read_totals
+from worker.buffers import Buffers
+from worker.contacts import DEFAULT_TEMPLATE, batch_key, mask_number
+from worker.control import Control, template_of
+from worker.deadletters import DeadLetters
+from worker.holds import HeldContact, Holds
+from worker.keys import Keys
+from worker.last_error import LastError
+from worker.outbox import IN_FLIGHT_STATES
+from worker.outcomes import OutcomeStore
+from worker.policy.zones import recipient_for
+from worker.runtime import buffer_config
+from worker.scripting import as_text, redis_now
+from worker.settings import Settings
+from worker.suppression import Entry, Suppression
+
+PAGE = 50  # rows a list page shows
+SCAN_BUDGET = 5000  # entries a filtered list reads at most per request
+CHUNK = 500
+RATE_WINDOW_SECONDS = 10
+OUTBOX_LOOK = 500  # in-flight batches a template page looks through for its own
+
+
+@dataclass
+class Listing:
+    """One page of a list: its rows, where the next page starts (None: the end), how many
+    entries were read to find them, and how many there are in all."""
+
+    rows: list[Any]
+    next_start: int | None
+    scanned: int
+    total: int
+    start: int = 0
+    filtered: bool = False
+
+
+@dataclass
+class TemplateView:
+    template: str
+    paused: dict[str, Any] | None
+    keys: list[dict[str, Any]] = field(default_factory=list)
+    batches: list[dict[str, Any]] = field(default_factory=list)
+    holds: list[HeldContact] = field(default_factory=list)
+
+
+class Pages:
+    def __init__(self, settings: Settings, client: redis.Redis) -> None:
+        self.settings = settings
+        self.client = client
+        self.keys = Keys(settings.namespace)
+        config = buffer_config(settings)
+        self.buffers = Buffers(client, self.keys, config)
+        self.holds = Holds(client, self.keys, config)
+        self.dead = DeadLetters(client, self.keys)
+        self.suppression = Suppression(client, self.keys)
+        self.outcomes = OutcomeStore(client, self.keys, settings.outcome_retention_seconds)
+
+    def now(self) -> float:
+        return redis_now(self.client)
+
+    # -- overview ----------------------------------------------------------------------------
+
+    def overview(self) -> dict[str, Any]:
+        backlog = read_backlog(self.client, self.keys)
+        now_ms = int(self.now() * 1000)
+        pipe = self.client.pipeline(transaction=False)
+        pipe.zcount(self.keys.rate, now_ms - RATE_WINDOW_SECONDS * 1000, now_ms)
+        pipe.zrangebyscore(self.keys.contact_rate, now_ms - 60_000, now_ms)
+        pipe.pttl(self.keys.pause)
+        pipe.zcard(self.keys.dead_index)
+        pipe.hlen(self.keys.suppressed)
+        requests, contact_log, pause_ms, dead, suppressed = pipe.execute()
+        contacts_minute = sum(int(as_text(m).rpartition(":")[2] or 0) for m in contact_log)
+        pending = {s.batch_key: s for s in self.buffers.pending_status()}
+        held = {k.batch_key: k for k in self.holds.per_key()}
+        templates: dict[str, dict[str, Any]] = {}
+        for key in sorted(set(pending) | set(held)):
+            row = templates.setdefault(
+                template_of(key), {"template": template_of(key), "pending": 0, "held": 0}
+            )
+            row["pending"] += pending[key].pending if key in pending else 0
+            row["held"] += held[key].held if key in held else 0
+        paused = Control.read_paused(self.client, self.keys)
+        for template in paused:
+            templates.setdefault(template, {"template": template, "pending": 0, "held": 0})
+        totals = read_totals(self.client, self.keys)
+        return {
+            "backlog": backlog,
+            "held_by_reason": self.holds.counts(),
+            "ready_batches": backlog.batches["cut"] + backlog.batches["queued"],
+            "request_rate": requests / RATE_WINDOW_SECONDS,
+            "request_limit": self.settings.max_requests_per_second,
+            "contacts_last_minute": contacts_minute,
+            "contact_limit": self.settings.max_contacts_per_minute,
+            "pause_seconds": max(0, int(pause_ms)) / 1000 if pause_ms and pause_ms > 0 else 0,
+            "paused": paused,
+            "last_error": LastError(self.client, self.keys).read(),
+            "dead_letters": int(dead),
+            "suppressed": int(suppressed),
+            "templates": sorted(templates.values(), key=lambda r: r["template"]),
+            "totals": {
+                name: totals.get(name, 0)
+                for name in ("contacts_appended", "batches_sent", "contacts_sent", "contacts_dead")
+            },
+            "audit": Audit(self.client, self.keys).recent(20),
+            "states": IN_FLIGHT_STATES,
+        }
+
+    # -- one template ------------------------------------------------------------------------
+
+    def template(self, template: str) -> TemplateView:
+        paused = Control.read_paused(self.client, self.keys)
+        view = TemplateView(template, paused.get(template) or paused.get("*"))
+        template_id = None if template == DEFAULT_TEMPLATE else template
+        for update in (False, True):
+            key = batch_key(template_id, update)
+            pipe = self.client.pipeline(transaction=False)
+            pipe.zcard(self.keys.order(key))
+            pipe.hlen(self.keys.held(key))
+            pipe.zcard(self.keys.ready(key))
+            pipe.zrange(self.keys.release(key), 0, 0, withscores=True)
+            pending, held, ready, first = pipe.execute()
+            release = float(first[0][1]) / 1000 if first and first[0][1] < 2**52 else None
+            view.keys.append(
+                {
+                    "batch_key": key,
+                    "pending": int(pending),
+                    "held": int(held),
+                    "ready": int(ready),
+                    "next_release": release,
+                }
+            )
+            view.holds += self.holds.key_page(key, PAGE // 2)
+        view.batches = self._batches_of(template)
+        return view
+
+    def _batches_of(self, template: str) -> list[dict[str, Any]]:
+        """Batches of `template` among the first OUTBOX_LOOK of the outbox (in flight)."""
+        ids = [as_text(i) for i in self.client.zrange(self.keys.inflight, 0, OUTBOX_LOOK - 1)]
+        pipe = self.client.pipeline(transaction=False)
+        for batch_id in ids:
+            pipe.hmget(self.keys.batch(batch_id), "key", "state", "size", "attempts", "detail")
+        rows = []
+        for batch_id, (key, state, size, attempts, detail) in zip(ids, pipe.execute(), strict=True):
+            if key is None or template_of(as_text(key)) != template:
+                continue
+            rows.append(
+                {
+                    "id": batch_id,
+                    "batch_key": as_text(key),
+                    "state": as_text(state or b""),
+                    "size": int(size or 0),
+                    "attempts": int(attempts or 0),
+                    "detail": as_text(detail or b""),
+                }
+            )
+        return rows[:PAGE]
+
+    # -- dead letters ------------------------------------------------------------------------
+
+    def dead_letters(self, *, reason: str = "", template: str = "", start: int = 0) -> Listing:
+        """Newest first, filtered by reason and template, one page from rank `start`."""
+        total = self.dead.count()
+        rows: list[dict[str, Any]] = []
+        rank, scanned = start, 0
+        while len(rows) < PAGE and scanned < SCAN_BUDGET:
+            ids = [
+                as_text(i)
+                for i in self.client.zrevrange(self.keys.dead_index, rank, rank + CHUNK - 1)
+            ]
+            if not ids:
+                break
+            for record in self.dead.get(ids):
+                rank += 1
+                scanned += 1
+                if reason and record.get("reason") != reason:
+                    continue
+                if template and template_of(str(record.get("batch_key"))) != template:
+                    continue
+                rows.append(record)
+                if len(rows) == PAGE:
+                    break
+            if len(ids) < CHUNK and len(rows) < PAGE:
+                rank = total
+                break
+        more = rank < total
+        return Listing(
+            rows, rank if more else None, scanned, total, start, bool(reason or template)
+        )
+
+    def dead_letter(self, dl_id: str) -> dict[str, Any] | None:
+        found = self.dead.get([dl_id])
+        return found[0] if found else None
+
+    # -- holds -------------------------------------------------------------------------------
+
+    def held(self, *, reason: str = "", key: str = "", start: int = 0) -> Listing:
+        """Oldest hold first, filtered by reason and batch key, one page from rank `start`."""
+        total = int(self.client.zcard(self.keys.held_since))
+        rows: list[HeldContact] = []
+        rank, scanned = start, 0
+        while len(rows) < PAGE and scanned < SCAN_BUDGET:
+            page, after = self.holds.page(rank, CHUNK)
+            if not page and after == rank:
+                break
+            for held in page:
+                scanned += 1
+                if (reason and held.reason != reason) or (key and held.batch_key != key):
+                    continue
+                rows.append(held)
+                if len(rows) == PAGE:
+                    break
+            # Resume after the last row shown (or after the whole chunk when it was used up).
+            rank = after if len(rows) < PAGE else rank + page.index(rows[-1]) + 1
+        more = rank < total
+        return Listing(rows, rank if more else None, scanned, total, start, bool(reason or key))
+
+    # -- suppression -------------------------------------------------------------------------
+
+    def suppressed(self, cursor: int = 0) -> tuple[list[Entry], int, int]:
+        entries, after = self.suppression.page(cursor, PAGE)
+        return entries, after, self.suppression.count()
+
+    # -- contact and batch -------------------------------------------------------------------
+
+    def contact(self, contact_id: str) -> dict[str, Any] | None:
+        return self.outcomes.contact(contact_id)
+
+    def batch(self, batch_id: str) -> dict[str, Any] | None:
+        found = self.outcomes.batch(batch_id)
+        if found is None:
+            return None
+        raw = self.client.hget(self.keys.batch(batch_id), "contacts")
+        contacts = json.loads(as_text(raw)) if raw else []
+        found["contacts"] = [
+            {"contact_id": c[0], "number": c[1].get("numberToCall", "")}
+            for c in (contacts if isinstance(contacts, list) else [])
+            if isinstance(c, list) and len(c) >= 2 and isinstance(c[1], dict)
+        ]
+        return found
+
+
+def local_times(held: HeldContact) -> list[str]:
+    """When a hold is released, in the recipient's own zone(s), e.g. `09:00 Asia/Riyadh`."""
+    if held.release_at is None:
+        return []
+    zones = recipient_for(held.number, held.schedule.time_zone).zones
+    moment = datetime.fromtimestamp(held.release_at, UTC)
+    return [f"{moment.astimezone(ZoneInfo(z)):%Y-%m-%d %H:%M} {z}" for z in zones[:3]]
+
+
+def masked(number: str | None) -> str:
+    return mask_number(number) if number else ""
