@@ -421,7 +421,7 @@ def console_off() -> APIRouter:
     """Without LEVERS_CONSOLE_USERS: /console says how to turn it on, and serves nothing."""
     router = APIRouter(include_in_schema=False)
 
-    @router.get("/console{rest:path}")
+    @router.api_route("/console{rest:path}", methods=["GET", "POST"])
     async def off(rest: str) -> Response:
         return Response(
             "The console is off: set LEVERS_CONSOLE_USERS (see docs/console.md).\n",
