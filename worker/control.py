@@ -15,6 +15,7 @@ status` and the console.
 from __future__ import annotations
 
 import json
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -212,6 +213,17 @@ class Control:
             found |= {as_text(k) for k in self.client.zrange(self.keys.deadlines, 0, -1)}
             found |= {as_text(k) for k in self.client.zrange(self.keys.releases, 0, -1)}
         return sorted(found)
+
+
+def parse_template(value: str) -> str | None:
+    """An operator's template argument: `default`, or an aiSettingsTemplateId (a UUID, in its
+    canonical form); None for anything else."""
+    if value == DEFAULT_TEMPLATE:
+        return value
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        return None
 
 
 def template_of(batch_key: str) -> str:

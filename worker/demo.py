@@ -10,8 +10,9 @@ worker to record every outcome and prints them per template. Last, one contact e
 and sent (worker/demo_hold.py). It stops what it started, writes only under a namespace of its
 own and deletes only that.
 
-With `--ingest` it imports nothing itself: it starts `levers-ingest` too, prints a token and
-a curl command, and prints each request the sandbox receives until Ctrl-C.
+With `--ingest` it imports nothing itself: it starts `levers-ingest` too, prints a token, a
+curl command and the operator console's address with a login made for this run, and prints
+each request the sandbox receives until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from worker.demo_hold import show_a_hold
 from worker.keys import Keys
 from worker.local import RedisServer, answers, free_port
 from worker.outcomes import OutcomeStore
+from worker.passwords import hash_password
 from worker.presence import no_worker_warning
 from worker.sandbox import Sandbox, SandboxConfig
 from worker.sandbox_webhooks import WebhookConfig
@@ -264,10 +266,18 @@ def print_outcomes(outcomes: list[dict[str, Any]], expected: int) -> None:
     print(f"{len(outcomes)} of {expected} calls reported ended (levers-admin contacts show ID)")
 
 
-def start_ingest(env: dict[str, str], port: int, token: str) -> tuple[subprocess.Popen[bytes], str]:
+def start_ingest(
+    env: dict[str, str], port: int, token: str, console_password: str | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
+    """levers-ingest on `port`; with `console_password`, its console too, for the user
+    CONSOLE_USER (who may see whole numbers: the demo's are made up)."""
+    extra = {"LEVERS_INGEST_TOKENS": token, "LEVERS_LOG_LEVEL": "WARNING"}
+    if console_password is not None:
+        extra["LEVERS_CONSOLE_USERS"] = f"{CONSOLE_USER}:{hash_password(console_password)}"
+        extra["LEVERS_CONSOLE_REVEAL_USERS"] = CONSOLE_USER
     process = subprocess.Popen(
         [sys.executable, "-m", "producers.ingest.cli", "--port", str(port)],
-        env={**env, "LEVERS_INGEST_TOKENS": token, "LEVERS_LOG_LEVEL": "WARNING"},
+        env={**env, **extra},
     )
     return process, f"http://127.0.0.1:{port}"
 
@@ -281,6 +291,8 @@ def wait_ingest_ready(url: str, process: subprocess.Popen[bytes], seconds: float
         time.sleep(0.1)
     return True
 
+
+CONSOLE_USER = "operator"
 
 SAMPLE_BODY = [
     {
@@ -304,7 +316,8 @@ def serve_ingest(env: dict[str, str], sandbox: Sandbox, worker: subprocess.Popen
         port = int(requested)
     else:
         port = DEMO_INGEST_PORT if port_is_free(DEMO_INGEST_PORT) else free_port()
-    ingest, url = start_ingest(env, port, token)
+    password = secrets.token_urlsafe(12)
+    ingest, url = start_ingest(env, port, token, console_password=password)
     sandbox.webhooks.configure(url=url + WEBHOOK_PATH)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -319,6 +332,7 @@ def serve_ingest(env: dict[str, str], sandbox: Sandbox, worker: subprocess.Popen
             f"curl -sS {url}/v1/contacts -H 'Authorization: Bearer {token}' "
             "-H 'Content-Type: application/json' -H \"Idempotency-Key: $(date +%s%N)\" "
             f"-d '{body}'\n\n"
+            f"The operator console: {url}/console (user {CONSOLE_USER}, password {password})\n"
             "Each request the sandbox receives is printed here. Ctrl-C stops everything.",
             flush=True,
         )

@@ -155,15 +155,10 @@ class Holds:
     ) -> Iterator[HeldContact]:
         """Held contacts, oldest hold first, filtered (an operator's view: it reads them all)."""
         found, start = 0, 0
-        while limit is None or found < limit:
-            page, start = self.page(start, 500)
-            if not page:
-                return
-            for held in page:
-                if batch_key and held.batch_key != batch_key:
-                    continue
-                if reason and held.reason != reason:
-                    continue
+        total = int(self.client.zcard(self.keys.held_since))
+        while (limit is None or found < limit) and start < total:
+            page, start = self.page(start, 500, batch_key=batch_key or "", reason=reason or "")
+            for _, held in page:
                 if contact_ids and held.contact_id not in contact_ids:
                     continue
                 yield held
@@ -171,15 +166,21 @@ class Holds:
                 if limit is not None and found >= limit:
                     return
 
-    def page(self, start: int, count: int) -> tuple[list[HeldContact], int]:
-        """Held contacts from rank `start` of the oldest-first index, and the rank after them
-        (a page is empty only at the end)."""
+    def page(
+        self, start: int, count: int, *, batch_key: str = "", reason: str = ""
+    ) -> tuple[list[tuple[int, HeldContact]], int]:
+        """(rank, held contact) of the `count` entries from rank `start` of the oldest-first
+        index that match `batch_key` and `reason` when given, and the rank after those read.
+        Filters look at the index member and the stored reason before anything is decoded."""
         members = _scored(
             self.client.zrange(self.keys.held_since, start, start + count - 1, withscores=True)
         )
-        if not members:
-            return [], start
-        return self._read(members), start + len(members)
+        if batch_key:
+            prefix = (batch_key + " ").encode()
+            members = [(m, s) for m, s in members if _bytes(m).startswith(prefix)]
+        ranks = {as_text(m): start + i for i, (m, _) in enumerate(members)}
+        read = self._read(members, reason=reason)
+        return [(ranks[f"{h.batch_key} {h.number}"], h) for h in read], start + count
 
     def find(self, since_ms: int, contact_id: str) -> HeldContact | None:
         """The hold of `contact_id` that began at `since_ms` (as a listed page showed it)."""
@@ -201,8 +202,9 @@ class Holds:
         since = pipe.execute()
         return self._read([(f"{batch_key} {n}", s) for n, s in zip(numbers, since, strict=True)])
 
-    def _read(self, members: list[tuple[Any, Any]]) -> list[HeldContact]:
-        """The holds named by index members ("<batch key> <number>", since ms)."""
+    def _read(self, members: list[tuple[Any, Any]], *, reason: str = "") -> list[HeldContact]:
+        """The holds named by index members ("<batch key> <number>", since ms), those held
+        for `reason` when given."""
         pipe = self.client.pipeline(transaction=False)
         pairs: list[tuple[str, str, float]] = []
         for member, since in members:
@@ -211,14 +213,18 @@ class Holds:
             key, _, number = as_text(member).rpartition(" ")
             pairs.append((key, number, float(since)))
             pipe.hget(self.keys.held(key), number)
+        values = pipe.execute() if pairs else []
+        kept = [
+            (pair, as_text(value))
+            for pair, value in zip(pairs, values, strict=True)
+            if value is not None and (not reason or _reason_of(as_text(value)) == reason)
+        ]
+        for (key, number, _), _ in kept:
             pipe.zscore(self.keys.release(key), number)
-        replies = pipe.execute()
+        scores = pipe.execute() if kept else []
         return [
-            _parse(key, number, as_text(value), since, score)
-            for (key, number, since), value, score in zip(
-                pairs, replies[::2], replies[1::2], strict=True
-            )
-            if value is not None
+            _parse(key, number, value, since, score)
+            for ((key, number, since), value), score in zip(kept, scores, strict=True)
         ]
 
     # -- operators -------------------------------------------------------------------------
@@ -254,6 +260,15 @@ class Holds:
             ],
         )
         return bool(done)
+
+
+def _reason_of(value: str) -> str:
+    """The reason of a stored hold (its fifth part), without decoding the rest."""
+    return value.split("\n", 5)[4]
+
+
+def _bytes(value: Any) -> bytes:
+    return value if isinstance(value, bytes) else str(value).encode()
 
 
 def _scored(reply: Any) -> list[tuple[Any, float]]:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import uuid
 from typing import Any
 
 import redis
@@ -24,8 +23,7 @@ from worker.admin.common import EXIT_CODES, admin_epilog
 from worker.audit import operator
 from worker.broker import build_broker
 from worker.commands import HelpFormatter
-from worker.contacts import DEFAULT_TEMPLATE
-from worker.control import ALL, Control
+from worker.control import ALL, Control, parse_template
 from worker.keys import Keys
 from worker.runtime import buffer_config
 from worker.settings import Settings
@@ -55,7 +53,7 @@ def handler(settings: Settings, client: redis.Redis, args: argparse.Namespace) -
     if not args.note.strip():
         print(f"levers-admin {args.control_action}: --note is required", file=sys.stderr)
         return 2
-    template = ALL if args.all else _template(args.template)
+    template = ALL if args.all else parse_template(args.template)
     if template is None:
         print(
             f"levers-admin {args.control_action}: --template must be a UUID or `default`",
@@ -85,12 +83,3 @@ def handler(settings: Settings, client: redis.Redis, args: argparse.Namespace) -
             "queued messages marked (their contacts are dead-lettered when reached)"
         )
     return 0
-
-
-def _template(value: str) -> str | None:
-    if value == DEFAULT_TEMPLATE:
-        return value
-    try:
-        return str(uuid.UUID(value))
-    except ValueError:
-        return None

@@ -35,7 +35,7 @@ from worker.settings import Settings
 from worker.suppression import Entry, Suppression
 
 PAGE = 50  # rows a list page shows
-SCAN_BUDGET = 5000  # entries a filtered list reads at most per request
+SCAN_BUDGET = 3000  # entries a filtered list reads at most per request
 CHUNK = 500
 RATE_WINDOW_SECONDS = 10
 OUTBOX_LOOK = 500  # in-flight batches a template page looks through for its own
@@ -218,22 +218,17 @@ class Pages:
         """Oldest hold first, filtered by reason and batch key, one page from rank `start`."""
         total = int(self.client.zcard(self.keys.held_since))
         rows: list[HeldContact] = []
-        rank, scanned = start, 0
-        while len(rows) < PAGE and scanned < SCAN_BUDGET:
-            page, after = self.holds.page(rank, CHUNK)
-            if not page and after == rank:
-                break
-            for held in page:
-                scanned += 1
-                if (reason and held.reason != reason) or (key and held.batch_key != key):
-                    continue
+        rank = start
+        while len(rows) < PAGE and rank - start < SCAN_BUDGET and rank < total:
+            page, after = self.holds.page(rank, CHUNK, batch_key=key, reason=reason)
+            rank = after
+            for position, held in page:
                 rows.append(held)
                 if len(rows) == PAGE:
+                    rank = position + 1
                     break
-            # Resume after the last row shown (or after the whole chunk when it was used up).
-            rank = after if len(rows) < PAGE else rank + page.index(rows[-1]) + 1
-        more = rank < total
-        return Listing(rows, rank if more else None, scanned, total, start, bool(reason or key))
+        filtered = bool(reason or key)
+        return Listing(rows, rank if rank < total else None, rank - start, total, start, filtered)
 
     # -- suppression -------------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ shows their result once (POST/redirect/GET: a reload repeats nothing).
 
 from __future__ import annotations
 
-import uuid
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,8 +26,8 @@ from producers.ingest.console.sessions import COOKIE, Session, Sessions
 from producers.ingest.metrics import IngestMetrics
 from worker.admin.status import utc
 from worker.broker import build_broker
-from worker.contacts import DEFAULT_TEMPLATE, instant, normalise_number, time_zone_problem
-from worker.control import Control
+from worker.contacts import instant, normalise_number, time_zone_problem
+from worker.control import Control, parse_template
 from worker.deadletters import REASONS as DEAD_LETTER_REASONS
 from worker.errors import ContactError
 from worker.holds import HELD_REASONS
@@ -39,6 +39,9 @@ from worker.settings import Settings
 HERE = Path(__file__).parent
 MAX_NOTE = 500
 MAX_IDS = 200  # ids one action takes (a page shows 50)
+# Password checks at once: each takes ~0.1 s of a core and 32 MiB (scrypt), so a flood of
+# logins queues here instead of taking every thread and the memory.
+LOGIN_CHECKS = 2
 
 
 class Refused(Exception):
@@ -72,6 +75,12 @@ def console_router(settings: Settings, producer: Producer, metrics: IngestMetric
     templates.env.globals["local_times"] = local_times
     templates.env.filters["utc"] = _utc
     css = (HERE / "static" / "console.css").read_text(encoding="utf-8")
+    checks = threading.BoundedSemaphore(LOGIN_CHECKS)
+
+    def check(name: str, password: str) -> bool:
+        with checks:
+            return users.check(name, password)
+
     router = APIRouter(prefix="/console", include_in_schema=False)
 
     def session_of(request: Request) -> Session | None:
@@ -144,7 +153,7 @@ def console_router(settings: Settings, producer: Producer, metrics: IngestMetric
         form = await request.form()
         name, password = _text(form, "user"), _text(form, "password")
         target = _next(_text(form, "next"))
-        ok = await run_in_threadpool(users.check, name, password)
+        ok = await run_in_threadpool(check, name, password)
         metrics.console_logins.labels("ok" if ok else "refused").inc()
         if not ok:
             return render(
@@ -192,7 +201,7 @@ def console_router(settings: Settings, producer: Producer, metrics: IngestMetric
     @router.get("/templates/{template}")
     async def template_page(request: Request, template: str) -> Response:
         def read(session: Session) -> dict[str, Any]:
-            if _template(template) is None:
+            if parse_template(template) is None:
                 return {"missing": f"no template {template!r}: a UUID or `default`"}
             recent = [a for a in operations.audit.recent(200) if a.get("target") in (template, "*")]
             return {"view": pages.template(template), "audit": recent[:20]}
@@ -315,7 +324,7 @@ def console_router(settings: Settings, producer: Producer, metrics: IngestMetric
         def work(session: Session, form: FormData) -> str:
             if action not in ("pause", "resume", "cancel"):
                 raise Refused(404, f"no action {action!r}: pause, resume or cancel")
-            which = _template(template)
+            which = parse_template(template)
             if which is None:
                 raise Refused(422, "the template is a UUID or `default`")
             note, who = _note(form), _who(session)
@@ -464,15 +473,6 @@ def _int(value: str | None) -> int:
         return max(0, int(value or 0))
     except ValueError:
         return 0
-
-
-def _template(value: str) -> str | None:
-    if value == DEFAULT_TEMPLATE:
-        return value
-    try:
-        return str(uuid.UUID(value))
-    except ValueError:
-        return None
 
 
 def _next(value: str | None) -> str:

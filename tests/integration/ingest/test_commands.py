@@ -146,6 +146,16 @@ def test_the_demo_can_be_driven_by_curl(redis_server: RedisServer) -> None:
         if "2 contacts" not in printed[0]:  # the two have different templates
             printed.append(next_line_with("sandbox received"))
         assert re.search(r"\+96650\*+6[78]", " ".join(printed))
+        # The console it printed opens with the login it printed, and shows what was sent.
+        console = next(line for line in seen if "The operator console:" in line)
+        found = re.search(r"(http://\S+/console) \(user (\S+), password (\S+)\)", console)
+        assert found, console
+        address, user, password = found.groups()
+        with httpx.Client(timeout=30) as browser:
+            login = browser.post(address + "/login", data={"user": user, "password": password})
+            assert login.status_code == 303, login.text
+            overview = browser.get(address)
+            assert overview.status_code == 200 and "Recent operator actions" in overview.text
         os.killpg(demo.pid, signal.SIGINT)
         assert demo.wait(60) == 0
     finally:
