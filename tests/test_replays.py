@@ -1,0 +1,125 @@
+"""Every script survives its own second run (G1): a reply lost after Redis ran the script makes
+redis-py send the same EVALSHA again (worker/connection.py retries ten times), and that second
+run must neither lose nor cut twice a contact, nor answer the caller differently.
+
+Each test runs one operation through a client that loses the script's first reply
+(tests/replay.py) on a real redis-server with a fixed clock, then counts every contact: in
+exactly one batch record, pending or held, and as many as went in.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from tests.conftest import FakeClock
+from tests.replay import Replays, evalsha_of, replaying_client
+from tests.servers import RedisServer
+from worker.buffers import AppendResult, BufferConfig, Buffers
+from worker.contacts import Contact
+from worker.eligibility import SEND_NOW, Hold
+from worker.keys import Keys
+
+KEYS = Keys("r")
+BATCH = 50
+
+
+@pytest.fixture
+def replaying(
+    redis_server: RedisServer, redis_client: redis.Redis
+) -> Iterator[tuple[redis.Redis, Replays]]:
+    # After redis_client, which flushes the database around each test.
+    client, replays = replaying_client(redis_server.url)
+    yield client, replays
+    client.close()
+
+
+def contact(i: int) -> Contact:
+    return Contact(number=f"+9665012{i:05d}")
+
+
+def numbers_in_batches(client: redis.Redis) -> Counter[str]:
+    """Each number as often as batch records hold it."""
+    seen: Counter[str] = Counter()
+    for key in client.scan_iter(match=KEYS.batch("*")):
+        raw = client.hget(key, "contacts")
+        if raw is not None:
+            seen.update(entry[1]["numberToCall"] for entry in json.loads(raw))
+    return seen
+
+
+def census(client: redis.Redis, batch_key: str, expected: int) -> None:
+    """Every contact is in exactly one place (a batch, pending, held), none lost, and the
+    stats count each cut contact once (a record written over would hold fewer)."""
+    in_batches = numbers_in_batches(client)
+    assert [n for n, count in in_batches.items() if count > 1] == []
+    pending = {n.decode() for n in client.hkeys(KEYS.pending(batch_key))}
+    held = {n.decode() for n in client.hkeys(KEYS.held(batch_key))}
+    assert not pending & held and not pending & set(in_batches) and not held & set(in_batches)
+    assert len(in_batches) + len(pending) + len(held) == expected
+    assert client.zcard(KEYS.order(batch_key)) == len(pending)
+    assert int(client.hget(KEYS.stats, "contacts_cut") or 0) == len(in_batches)
+
+
+def append_all(
+    client: redis.Redis, clock: FakeClock, numbers: range, *, hold: bool, max_size: int
+) -> tuple[str, list[str]]:
+    """Append through a client that loses nothing: the batch key, and the batches cut."""
+    buffers = Buffers(client, KEYS, BufferConfig(batch_max_size=max_size), clock)
+    verdict = Hold(int(clock() * 1000) + 1000, "not_before") if hold else SEND_NOW
+    results = buffers.append_many([(contact(i), f"m{i}", verdict) for i in numbers])
+    assert {r.status for r in results} == {"appended"}
+    return contact(0).batch_key, [r.batch_id for r in results if r.batch_id is not None]
+
+
+@pytest.mark.parametrize("later", [70, 10], ids=["still-overdue", "due-later"])
+def test_a_cut_due_run_twice_cuts_one_batch_and_answers_its_id(
+    redis_client: redis.Redis, replaying: tuple[redis.Redis, Replays], clock: FakeClock, later: int
+) -> None:
+    # 50 overdue contacts, then `later` more: 70 overdue as well (a second run would cut
+    # again), or 10 that came 1.5 s later and are not due yet (a second run would find the
+    # key not due and answer that nothing was cut).
+    batch_key, _ = append_all(redis_client, clock, range(BATCH), hold=False, max_size=1000)
+    if later < BATCH:
+        clock.advance(1.5)
+    numbers = range(BATCH, BATCH + later)
+    append_all(redis_client, clock, numbers, hold=False, max_size=1000)
+    clock.advance(1 if later < BATCH else 3)
+    client, replays = replaying
+    buffers = Buffers(client, KEYS, BufferConfig(batch_max_size=BATCH), clock)
+    replays.lose(evalsha_of(buffers._cut_due))
+    result = buffers.cut_due(batch_key)
+    assert replays.lost == ["EVALSHA"]
+    # Without an id the caller queues no token, and the batch waits for the reaper's grace.
+    assert result is not None and result[1] == BATCH
+    assert redis_client.hget(KEYS.batch(result[0]), "size") == str(BATCH).encode()
+    census(redis_client, batch_key, BATCH + later)
+    assert redis_client.hlen(KEYS.pending(batch_key)) == later
+
+
+@pytest.mark.parametrize("dedupe_seconds", [3600, 0])
+def test_an_append_that_cut_run_twice_answers_its_cut(
+    redis_client: redis.Redis,
+    replaying: tuple[redis.Redis, Replays],
+    clock: FakeClock,
+    dedupe_seconds: int,
+) -> None:
+    batch_key, _ = append_all(redis_client, clock, range(BATCH - 1), hold=False, max_size=BATCH)
+    client, replays = replaying
+    config = BufferConfig(batch_max_size=BATCH, dedupe_window_seconds=dedupe_seconds)
+    buffers = Buffers(client, KEYS, config, clock)
+    replays.lose(evalsha_of(buffers._append))
+    result = buffers.append(contact(BATCH - 1), "last")
+    assert replays.lost == ["EVALSHA"]
+    # Without the answer the caller queues no send token, and the batch waits for the
+    # reaper's grace (15 s) instead of going at once.
+    assert result.status == "appended" and result.cut_size == BATCH
+    assert result.batch_id is not None
+    assert redis_client.hget(KEYS.batch(result.batch_id), "size") == str(BATCH).encode()
+    census(redis_client, batch_key, BATCH)
+    assert int(redis_client.hget(KEYS.stats, "contacts_appended") or 0) == BATCH
+    assert buffers.append(contact(BATCH - 1), "last") == AppendResult("redelivered", None, 0)
