@@ -22,6 +22,7 @@ from tests.servers import RedisServer
 from worker.buffers import AppendResult, BufferConfig, Buffers
 from worker.contacts import Contact
 from worker.eligibility import SEND_NOW, Hold
+from worker.holds import Holds
 from worker.keys import Keys
 
 KEYS = Keys("r")
@@ -74,6 +75,32 @@ def append_all(
     results = buffers.append_many([(contact(i), f"m{i}", verdict) for i in numbers])
     assert {r.status for r in results} == {"appended"}
     return contact(0).batch_key, [r.batch_id for r in results if r.batch_id is not None]
+
+
+def test_a_release_run_twice_cuts_no_batch_twice_and_answers_the_same(
+    redis_client: redis.Redis, replaying: tuple[redis.Redis, Replays], clock: FakeClock
+) -> None:
+    # 250 due holds, 120 released per call, 50 per batch: the first run cuts two batches and
+    # leaves 20 pending; a second run would find 130 more due.
+    batch_key, _ = append_all(redis_client, clock, range(250), hold=True, max_size=BATCH)
+    clock.advance(2)
+    client, replays = replaying
+    holds = Holds(client, KEYS, BufferConfig(batch_max_size=BATCH), clock)
+    replays.lose(evalsha_of(holds._release))
+    released = holds.release_due(batch_key, limit=120)
+    assert replays.lost == ["EVALSHA"]
+    assert (released.released, released.expired, len(released.batch_ids)) == (120, 0, 2)
+    for batch_id in released.batch_ids:
+        assert redis_client.hget(KEYS.batch(batch_id), "size") == str(BATCH).encode()
+    census(redis_client, batch_key, 250)
+    assert redis_client.hlen(KEYS.held(batch_key)) == 130
+    assert int(redis_client.hget(KEYS.stats, "contacts_released") or 0) == 120
+    # The next call goes on from there, as if the first had answered.
+    following = holds.release_due(batch_key, limit=120)
+    assert (following.released, len(following.batch_ids)) == (120, 2)
+    assert not set(following.batch_ids) & set(released.batch_ids)
+    census(redis_client, batch_key, 250)
+    assert redis_client.hlen(KEYS.held(batch_key)) == 10
 
 
 @pytest.mark.parametrize("later", [70, 10], ids=["still-overdue", "due-later"])

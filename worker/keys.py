@@ -66,6 +66,12 @@ class Keys:
         """Hash: one cut batch, its contacts and its lifecycle state (see lua/lease.lua)."""
         return f"{self.namespace}:batch:{batch_id}"
 
+    def reply(self, call_id: str) -> str:
+        """A release.lua call's answer (released, expired, batches cut), kept for a while
+        under the call's own id (its first batch id) so that the same call run again (its
+        reply lost, redis-py retrying) answers the same and releases nothing more."""
+        return f"{self.namespace}:reply:{call_id}"
+
     @property
     def inflight(self) -> str:
         """Sorted set batch id -> time (ms) when the reaper should next look at it.
