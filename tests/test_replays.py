@@ -15,8 +15,9 @@ from collections.abc import Iterator
 
 import pytest
 import redis
+from dramatiq.brokers.stub import StubBroker
 
-from tests.conftest import FakeClock
+from tests.conftest import FakeClock, tokens
 from tests.replay import Replays, evalsha_of, replaying_client
 from tests.servers import RedisServer
 from worker.buffers import AppendResult, BufferConfig, Buffers
@@ -24,6 +25,7 @@ from worker.contacts import Contact
 from worker.eligibility import SEND_NOW, Hold
 from worker.holds import Holds
 from worker.keys import Keys
+from worker.outbox import Outbox, OutboxConfig
 
 KEYS = Keys("r")
 BATCH = 50
@@ -150,3 +152,31 @@ def test_an_append_that_cut_run_twice_answers_its_cut(
     census(redis_client, batch_key, BATCH)
     assert int(redis_client.hget(KEYS.stats, "contacts_appended") or 0) == BATCH
     assert buffers.append(contact(BATCH - 1), "last") == AppendResult("redelivered", None, 0)
+
+
+def cut_and_queue(client: redis.Redis, clock: FakeClock, broker: StubBroker, size: int) -> str:
+    _, [batch_id] = append_all(client, clock, range(size), hold=False, max_size=size)
+    Outbox(client, KEYS, OutboxConfig(), broker, clock).queue(batch_id)
+    assert tokens(broker) == [batch_id]
+    return batch_id
+
+
+def test_a_reaper_look_run_twice_still_hands_out_the_token(
+    redis_client: redis.Redis,
+    replaying: tuple[redis.Redis, Replays],
+    clock: FakeClock,
+    stub_broker: StubBroker,
+) -> None:
+    batch_id = cut_and_queue(redis_client, clock, stub_broker, 3)
+    clock.advance(OutboxConfig().requeue_after_seconds)  # its token was lost
+    client, replays = replaying
+    outbox = Outbox(client, KEYS, OutboxConfig(), stub_broker, clock)
+    due = outbox.due()
+    assert due.members == [batch_id]
+    replays.lose(evalsha_of(outbox._reap))
+    # Answered `skip`, the batch would wait another requeue_after_seconds (300 s).
+    assert outbox.reap(due.members) == [batch_id]
+    assert replays.lost == ["EVALSHA"]
+    assert tokens(stub_broker) == [batch_id]
+    # Another worker's look at the same moment still skips it: one token, not two.
+    assert Outbox(redis_client, KEYS, OutboxConfig(), stub_broker, clock).reap([batch_id]) == []
