@@ -25,7 +25,7 @@ from worker.contacts import Contact
 from worker.eligibility import SEND_NOW, Hold
 from worker.holds import Holds
 from worker.keys import Keys
-from worker.outbox import Outbox, OutboxConfig
+from worker.outbox import Outbox, OutboxConfig, Retry, Sent, Split
 
 KEYS = Keys("r")
 BATCH = 50
@@ -180,3 +180,40 @@ def test_a_reaper_look_run_twice_still_hands_out_the_token(
     assert tokens(stub_broker) == [batch_id]
     # Another worker's look at the same moment still skips it: one token, not two.
     assert Outbox(redis_client, KEYS, OutboxConfig(), stub_broker, clock).reap([batch_id]) == []
+
+
+@pytest.mark.parametrize(
+    "outcome",
+    [
+        Sent(201),
+        Retry(5.0, 503, "busy"),
+        Split(422, "bad", "invalid_contact", {1: "number refused"}, ((0, 2),)),
+    ],
+    ids=["sent", "retry", "split"],
+)
+def test_a_finish_run_twice_answers_as_the_first_did(
+    redis_client: redis.Redis,
+    replaying: tuple[redis.Redis, Replays],
+    clock: FakeClock,
+    stub_broker: StubBroker,
+    outcome: Sent | Retry | Split,
+) -> None:
+    batch_id = cut_and_queue(redis_client, clock, stub_broker, 3)
+    client, replays = replaying
+    outbox = Outbox(client, KEYS, OutboxConfig(), stub_broker, clock)
+    claim = outbox.pick(batch_id, "owner-1")
+    assert claim.verdict == "claimed"
+    replays.lose(evalsha_of(outbox._finish))
+    # None would read as a lost lease: a split's children would get no token and wait for
+    # the reaper's grace (15 s).
+    children = outbox.finish(claim, "owner-1", outcome)
+    assert replays.lost == ["EVALSHA"]
+    assert children is not None
+    assert len(children) == (1 if isinstance(outcome, Split) else 0)
+    assert tokens(stub_broker) == children
+    stats = redis_client.hgetall(KEYS.stats)
+    assert int(stats.get(b"contacts_sent", 0)) == (3 if isinstance(outcome, Sent) else 0)
+    assert int(stats.get(b"contacts_dead", 0)) == (1 if isinstance(outcome, Split) else 0)
+    assert redis_client.hlen(KEYS.dead) == (1 if isinstance(outcome, Split) else 0)
+    # Another owner still finds the batch not its own.
+    assert outbox.finish(claim, "owner-2", Sent(201)) is None
