@@ -154,8 +154,11 @@ def test_an_append_that_cut_run_twice_answers_its_cut(
     assert buffers.append(contact(BATCH - 1), "last") == AppendResult("redelivered", None, 0)
 
 
-def cut_and_queue(client: redis.Redis, clock: FakeClock, broker: StubBroker, size: int) -> str:
-    _, [batch_id] = append_all(client, clock, range(size), hold=False, max_size=size)
+def cut_and_queue(
+    client: redis.Redis, clock: FakeClock, broker: StubBroker, size: int, start: int = 0
+) -> str:
+    numbers = range(start, start + size)
+    _, [batch_id] = append_all(client, clock, numbers, hold=False, max_size=size)
     Outbox(client, KEYS, OutboxConfig(), broker, clock).queue(batch_id)
     assert tokens(broker) == [batch_id]
     return batch_id
@@ -217,3 +220,28 @@ def test_a_finish_run_twice_answers_as_the_first_did(
     assert redis_client.hlen(KEYS.dead) == (1 if isinstance(outcome, Split) else 0)
     # Another owner still finds the batch not its own.
     assert outbox.finish(claim, "owner-2", Sent(201)) is None
+
+
+def test_a_pick_run_twice_answers_its_claim_and_claims_nothing_more(
+    redis_client: redis.Redis,
+    replaying: tuple[redis.Redis, Replays],
+    clock: FakeClock,
+    stub_broker: StubBroker,
+) -> None:
+    first = cut_and_queue(redis_client, clock, stub_broker, 3)
+    clock.advance(1)  # the older of two ready batches is sent first
+    second = cut_and_queue(redis_client, clock, stub_broker, 3, start=3)
+    client, replays = replaying
+    outbox = Outbox(client, KEYS, OutboxConfig(), stub_broker, clock)
+    replays.lose(evalsha_of(outbox._pick))
+    claim = outbox.pick(first, "owner-1")
+    assert replays.lost == ["EVALSHA"]
+    # A second claim would leave the first batch claimed by nobody until its lease ran out
+    # (120 s), with one attempt spent.
+    assert (claim.verdict, claim.batch_id, claim.attempts) == ("claimed", first, 1)
+    assert len(claim.contacts) == 3
+    assert outbox.batch(second)["state"] == "queued"
+    assert outbox.batch(second)["attempts"] == "0"
+    assert outbox.in_flight().batches == {"cut": 0, "queued": 1, "claimed": 1, "sending": 0}
+    # The next owner gets the other batch.
+    assert outbox.pick(first, "owner-2").batch_id == second

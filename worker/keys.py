@@ -67,9 +67,10 @@ class Keys:
         return f"{self.namespace}:batch:{batch_id}"
 
     def reply(self, call_id: str) -> str:
-        """A release.lua call's answer (released, expired, batches cut), kept for a while
-        under the call's own id (its first batch id) so that the same call run again (its
-        reply lost, redis-py retrying) answers the same and releases nothing more."""
+        """A script call's answer, kept for a while under an id of that call only, so that
+        the same call run again (its reply lost, redis-py retrying) answers the same and does
+        nothing more: release.lua's (released, expired, batches cut) under its first batch
+        id, for an hour; pick.lua's claimed batch id under the owner, for the lease."""
         return f"{self.namespace}:reply:{call_id}"
 
     @property
