@@ -26,6 +26,7 @@ from worker.eligibility import SEND_NOW, Hold
 from worker.holds import Holds
 from worker.keys import Keys
 from worker.outbox import Outbox, OutboxConfig, Retry, Sent, Split
+from worker.ratelimit import Limits, Pacer
 
 KEYS = Keys("r")
 BATCH = 50
@@ -245,3 +246,16 @@ def test_a_pick_run_twice_answers_its_claim_and_claims_nothing_more(
     assert outbox.in_flight().batches == {"cut": 0, "queued": 1, "claimed": 1, "sending": 0}
     # The next owner gets the other batch.
     assert outbox.pick(first, "owner-2").batch_id == second
+
+
+def test_a_rate_reservation_run_twice_keeps_its_place(
+    redis_client: redis.Redis, replaying: tuple[redis.Redis, Replays], clock: FakeClock
+) -> None:
+    client, replays = replaying
+    pacer = Pacer(client, KEYS, Limits(requests_per_second=5), clock)
+    replays.lose(evalsha_of(pacer._acquire))
+    # Counted against itself, the reservation moved one spacing (208 ms) later.
+    assert pacer.reserve(1) == 0.0
+    assert replays.lost == ["EVALSHA"]
+    assert redis_client.zcard(KEYS.rate) == 1
+    assert pacer.reserve(1) == pytest.approx(0.208)
