@@ -155,6 +155,24 @@ def test_an_append_that_cut_run_twice_answers_its_cut(
     assert buffers.append(contact(BATCH - 1), "last") == AppendResult("redelivered", None, 0)
 
 
+def test_a_round_trip_of_appends_sent_again_whole_appends_each_contact_once(
+    redis_client: redis.Redis, replaying: tuple[redis.Redis, Replays], clock: FakeClock
+) -> None:
+    # One message's appends share a pipeline, which redis-py sends again whole when one
+    # reply is lost: here the reply of the append that cuts, the third of five.
+    batch_key, _ = append_all(redis_client, clock, range(BATCH - 3), hold=False, max_size=BATCH)
+    client, replays = replaying
+    buffers = Buffers(client, KEYS, BufferConfig(batch_max_size=BATCH), clock)
+    replays.lose(evalsha_of(buffers._append, nth=3))
+    numbers = range(BATCH - 3, BATCH + 2)
+    results = buffers.append_many([(contact(i), f"m{i}", SEND_NOW) for i in numbers])
+    assert replays.lost == ["EVALSHA"]
+    assert [r.cut_size for r in results] == [0, 0, BATCH, 0, 0]
+    assert [r.status for r in results] == ["redelivered"] * 2 + ["appended"] + ["redelivered"] * 2
+    census(redis_client, batch_key, BATCH + 2)
+    assert redis_client.hlen(KEYS.pending(batch_key)) == 2
+
+
 def cut_and_queue(
     client: redis.Redis, clock: FakeClock, broker: StubBroker, size: int, start: int = 0
 ) -> str:
