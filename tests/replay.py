@@ -97,4 +97,5 @@ def replaying_client(url: str) -> tuple[redis.Redis, Replays]:
         retry=redis_retry(),
         **kwargs,
     )
-    return redis.Redis(connection_pool=pool), replays
+    # The client owns the pool: closing it closes the connections too.
+    return redis.Redis.from_pool(pool), replays
