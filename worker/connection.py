@@ -29,7 +29,9 @@ SOCKET_TIMEOUT_SECONDS = 30.0
 # doubling to 1 s (half of each wait random) in between: 2.6-5.3 s in all. That rides out a
 # failover an operator asks Sentinel for (about 1.2 s without a primary, measured), not one
 # after a crash, which takes the sentinels' down-after-milliseconds (30 s by default) to
-# notice; the caller then sees the error.
+# notice; the caller then sees the error. A command whose reply was lost may have run: every
+# Lua script answers its own second run as the first did (docs/guarantees.md, "Every script
+# is safe to run twice"; tests/test_replays.py).
 REDIS_RETRIES = 10
 
 

@@ -32,6 +32,9 @@ NEVER_MS = 2**52  # entries.lua's NEVER: no known release time
 HELD_REASONS = (*HOLD_REASONS, FREQUENCY_CAPPED)
 # Contacts released per script call: bounded so appends interleave with a large release.
 RELEASE_CHUNK = 1000
+# How long a release call's answer is kept for the same call run again, s: redis-py's ten
+# retries take seconds, or minutes when each waits out a 30 s socket timeout.
+REPLY_KEPT_SECONDS = 3600
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,7 @@ class Holds:
                 self.keys.inflight,
                 self.keys.ready(batch_key),
                 self.keys.ready_keys,
+                self.keys.reply(batch_ids[0]),
                 *(self.keys.batch(b) for b in batch_ids),
             ],
             args=[
@@ -111,6 +115,7 @@ class Holds:
                 self.config.batch_max_size,
                 int(self.config.batch_max_wait_seconds * 1000),
                 int(self.config.outbox_grace_seconds * 1000),
+                REPLY_KEPT_SECONDS,
                 *batch_ids,
             ],
         )

@@ -66,6 +66,13 @@ class Keys:
         """Hash: one cut batch, its contacts and its lifecycle state (see lua/lease.lua)."""
         return f"{self.namespace}:batch:{batch_id}"
 
+    def reply(self, call_id: str) -> str:
+        """A script call's answer, kept for a while under an id of that call only, so that
+        the same call run again (its reply lost, redis-py retrying) answers the same and does
+        nothing more: release.lua's (released, expired, batches cut) under its first batch
+        id, for an hour; pick.lua's claimed batch id under the owner, for the lease."""
+        return f"{self.namespace}:reply:{call_id}"
+
     @property
     def inflight(self) -> str:
         """Sorted set batch id -> time (ms) when the reaper should next look at it.

@@ -207,6 +207,7 @@ class Outbox:
         for batch_id in batch_ids:
             pipe.hget(self.keys.batch(batch_id), "key")
         batch_keys = [as_text(k) if k is not None else "" for k in pipe.execute()]
+        look = new_batch_id()  # tells this call run again from another worker's look
         pipe = self.client.pipeline(transaction=False)
         for batch_id, batch_key in zip(batch_ids, batch_keys, strict=True):
             self._reap(
@@ -222,6 +223,7 @@ class Outbox:
                     batch_id,
                     int(self.config.requeue_after_seconds * 1000),
                     self.keys.prefix,
+                    look,
                 ],
                 client=pipe,
             )

@@ -19,6 +19,12 @@
 -- (first come, first served) and no earlier than the time the oldest entries have left
 -- the window far enough for `cost` more to fit.
 local now_ms = clock_ms(ARGV[1])
+-- The same call run again (its reply lost, redis-py retrying) finds its own reservation,
+-- which would count against it and push it one spacing later: it answers that one instead.
+local mine = redis.call('ZSCORE', KEYS[1], ARGV[2])
+if mine then
+  return math.max(0, math.ceil(tonumber(mine) - now_ms))
+end
 local cost = tonumber(ARGV[3])
 
 local function earliest(log, limit, window, weight)

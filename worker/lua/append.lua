@@ -39,6 +39,14 @@
 --              is a duplicate), and a message marker records this contact id;
 --   duplicate  a message marker records this contact id;
 --   dedupe off a message marker for every status.
+-- The same call run again (its reply lost, redis-py retrying) is a redelivery too, except
+-- after a cut: ARGV[10] then names a record, and the caller needs the same answer to queue
+-- the batch's send token at once rather than leave it to the reaper's grace. The message
+-- marker holds the status when there is one (merged, or dedupe off); otherwise it was
+-- appended (a duplicate never cuts).
+if redis.call('EXISTS', KEYS[8]) == 1 then
+  return {redis.call('GET', KEYS[7]) or 'appended', cut_size_of(KEYS[8]) or 0}
+end
 local now_ms = clock_ms(ARGV[1])
 local batch_key = ARGV[2]
 local number = ARGV[3]

@@ -1,5 +1,7 @@
--- Shared by append.lua and cut_due.lua (prepended to each when registered, after
--- clock.lua and states.lua).
+-- Shared by append.lua, cut_due.lua and release.lua (prepended to each when registered,
+-- after clock.lua and states.lua).
+--
+-- cut_size_of(record): the size of a batch already cut, or nil.
 --
 -- cut(pending, order, deadlines, record, inflight, stats, gauges, ready, ready_keys,
 --     batch_key, batch_id, now_ms, max_size, max_wait_ms, grace_ms, trigger)
@@ -9,8 +11,20 @@
 -- at now + grace_ms, in case its send message never reaches the queue) and to its key's
 -- ready set (see pick.lua), and moves or clears the key's deadline.
 -- Returns the number of contacts cut (0 when the buffer was empty).
+--
+-- A batch id names one cut only. If its record exists, this is the same script call run
+-- again (its reply was lost and redis-py sent it once more): the first run's cut stands, and
+-- its size is returned without touching the buffer. Cutting again would write the next
+-- contacts over the first run's record, and those would never be sent.
+local function cut_size_of(record)
+  return tonumber(redis.call('HGET', record, 'size'))
+end
+
 local function cut(pending, order, deadlines, record, inflight, stats, gauges, ready, ready_keys,
                    batch_key, batch_id, now_ms, max_size, max_wait_ms, grace_ms, trigger)
+  if redis.call('EXISTS', record) == 1 then
+    return cut_size_of(record) or 0
+  end
   local members = redis.call('ZRANGE', order, 0, max_size - 1)
   local n = #members
   if n == 0 then

@@ -8,8 +8,12 @@
 -- ARGV[5] max_wait_ms  ARGV[6] outbox grace ms
 --
 -- Returns the number of contacts cut: 0 when the key is not due (another worker cut it first,
--- or a new deadline was set).
+-- or a new deadline was set). Run again with the same batch id (a lost reply retried), it
+-- answers the first run's size and cuts nothing more, whatever the deadline says now.
 local now_ms = clock_ms(ARGV[1])
+if redis.call('EXISTS', KEYS[4]) == 1 then
+  return cut_size_of(KEYS[4]) or 0
+end
 local deadline = redis.call('ZSCORE', KEYS[3], ARGV[2])
 if not deadline or tonumber(deadline) > now_ms then
   return 0

@@ -25,8 +25,17 @@
 -- shared clock) added here.
 --
 -- Returns 1 if recorded, 0 if the caller no longer owns the batch.
+--
+-- An owner is one attempt (a fresh id), and the record keeps the owner of the last outcome
+-- recorded (`finished_by`). The same owner's finish again is this call run a second time
+-- (its reply lost, redis-py retrying): it answers 1 as the first run did, and records
+-- nothing twice. Answered 0, the caller would take it for a lost lease, and a split's
+-- children would get no token until the reaper's grace ran out.
 local now_ms = clock_ms(ARGV[1])
-local f = redis.call('HMGET', KEYS[1], 'state', 'owner', 'lease_until', 'key')
+local f = redis.call('HMGET', KEYS[1], 'state', 'owner', 'lease_until', 'key', 'finished_by')
+if ARGV[3] ~= '' and f[2] ~= ARGV[3] and f[5] == ARGV[3] then
+  return 1
+end
 if ARGV[3] == '' then
   if f[1] ~= 'sending' or tonumber(f[3]) > now_ms then
     return 0
@@ -47,6 +56,9 @@ if ARGV[14] == '1' then
 end
 redis.call('HSET', KEYS[1], 'status', ARGV[5], 'detail', ARGV[6], 'updated_ms', now_ms)
 redis.call('HDEL', KEYS[1], 'owner', 'lease_until')
+if ARGV[3] ~= '' then
+  redis.call('HSET', KEYS[1], 'finished_by', ARGV[3])
+end
 if outcome == 'retry' then
   move_state(KEYS[1], KEYS[4], 'queued')
   if ARGV[11] == '1' then

@@ -11,16 +11,32 @@
 -- ARGV[1] now_ms ('' = Redis TIME)  ARGV[2] hint batch id  ARGV[3] lease_ms  ARGV[4] owner
 -- ARGV[5] resend unknown (0/1)  ARGV[6] key prefix "{ns}:"
 --
--- The one script that builds key names ({ns}:ready:{batch key}, {ns}:batch:{id}) from
+-- The one script that builds key names ({ns}:ready:{batch key}, {ns}:batch:{id},
+-- {ns}:reply:{owner}) from
 -- ARGV[6]: which keys it reads is decided by what it finds (the round robin), so they cannot
 -- be named in advance. Fine on one Redis; dramatiq's broker rules out Redis Cluster anyway.
 --
 -- Returns {verdict, batch_key, contacts_json, attempts, first_attempt_ms, now_ms, batch_id}:
 -- `unknown` for the hint batch when its attempt died in `sending` (its token resolves it),
 -- `claimed` with the batch picked, or `idle` when no batch is ready.
+--
+-- An owner is one attempt (a fresh id), and a claim is remembered for its lease under
+-- {ns}:reply:{owner}. The same call run again (its reply lost, redis-py retrying) would claim
+-- the next ready batch too, and the first would sit claimed by nobody until its lease ran
+-- out (120 s), one attempt spent; it answers the first claim instead.
 local now_ms = clock_ms(ARGV[1])
 local lease_ms = tonumber(ARGV[3])
 local prefix = ARGV[6]
+local reply = prefix .. 'reply:' .. ARGV[4]
+
+local first = redis.call('GET', reply)
+if first then
+  local f = redis.call('HMGET', prefix .. 'batch:' .. first, 'state', 'owner', 'key', 'contacts',
+                       'attempts', 'first_attempt_ms', 'lease_until')
+  if f[1] == 'claimed' and f[2] == ARGV[4] and tonumber(f[7]) > now_ms then
+    return {'claimed', f[3], f[4], tonumber(f[5]), tonumber(f[6]), now_ms, first}
+  end
+end
 
 local hint = redis.call('HMGET', KEYS[1], 'state', 'lease_until', 'key')
 if (hint[1] == 'sending' or hint[1] == 'claimed') and tonumber(hint[2]) <= now_ms then
@@ -47,6 +63,7 @@ local function pick_from(batch_key)
     local r = try_claim(prefix .. 'batch:' .. id, KEYS[2], KEYS[4], id, now_ms, lease_ms,
                         ARGV[4], ARGV[5])
     if r[1] == 'claimed' then
+      redis.call('SET', reply, id, 'PX', lease_ms)
       if redis.call('ZCARD', ready) == 0 then
         redis.call('ZREM', KEYS[3], batch_key)
       else
