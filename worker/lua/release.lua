@@ -20,8 +20,8 @@
 --
 -- Run twice (its reply lost, redis-py sending the same call again), the second run would
 -- release the next due contacts and cut them under the first run's batch ids. So each call
--- keeps its answer as "released expired cuts" under its first batch id, and a second run
--- answers that and does nothing.
+-- that moved contacts keeps its answer as "released expired cuts" under its first batch id,
+-- and a second run answers that and does nothing.
 local kept = redis.call('GET', KEYS[15])
 if kept then
   local released, expired, cuts = string.match(kept, '^(%d+) (%d+) (%d+)$')
@@ -62,5 +62,9 @@ while redis.call('ZCARD', KEYS[6]) >= max_size and ARGV[next_id] do
   reply[#reply + 1] = ARGV[next_id]
   next_id = next_id + 1
 end
-redis.call('SET', KEYS[15], released .. ' ' .. expired .. ' ' .. (#reply - 2), 'EX', ARGV[7])
+-- A call that moved nothing keeps no answer: run again, it finds what is due then, and any
+-- cut it makes goes under ids no record has yet (cut() never writes over one).
+if released + expired > 0 then
+  redis.call('SET', KEYS[15], released .. ' ' .. expired .. ' ' .. (#reply - 2), 'EX', ARGV[7])
+end
 return reply
