@@ -3,7 +3,8 @@ chromedriver, against a real ingest, a real worker process and the sandbox.
 
 An operator logs in, sees the backlog this test made, pauses and resumes a template (nothing
 is sent while it is paused, everything after), cancels what waits and replays one dead letter
-(the sandbox receives it), and releases a hold (the sandbox receives it). A screenshot of each
+(the sandbox receives it), releases a hold (the sandbox receives it), and finds a sent
+contact's call outcome by its id. A screenshot of each
 page is saved under artifacts/console/ (CI keeps that folder). Requests without the session's
 CSRF token, or without a session, are refused.
 
@@ -27,11 +28,12 @@ from selenium.webdriver.common.by import By
 from producers.api import Producer
 from tests.console import PASSWORD, TEMPLATE, console_env
 from tests.integration.conftest import State
-from tests.integration.ingest.conftest import IngestServer
+from tests.integration.ingest.conftest import WEBHOOK_SECRET, IngestServer
 from tests.servers import wait_for
 from tests.workers import WorkerProcess
 from worker.deadletters import DeadLetters
 from worker.holds import Holds
+from worker.outcomes import OutcomeStore
 from worker.sandbox import Sandbox
 
 pytestmark = pytest.mark.integration
@@ -110,6 +112,8 @@ def test_an_operator_works_the_console_in_a_browser(
     state: State,
 ) -> None:
     server = serve(console_env(ingest_env))
+    # The sandbox reports each call's end to this ingest, so a contact's page has an outcome.
+    sandbox.webhooks.configure(url=server.url + "/v1/webhooks/levers", secret=WEBHOOK_SECRET)
     worker = start_worker(1, 4)
     worker.wait_ready()
     me = Operator(browser, server.url)
@@ -197,9 +201,17 @@ def test_an_operator_works_the_console_in_a_browser(
     me.wait_text("is on the do-not-call list")
     me.shot("suppression")
     batch_id = sandbox.accepted()[0].body["contacts"][0]["metadata"]["levers_batcher"]["batch_id"]
+    outcomes = OutcomeStore(state.client, state.keys, 3600)
+    wait_for(lambda: outcomes.batch(batch_id)["outcomes"], 30, what="an outcome of the batch")
     me.open(f"/console/batches/{batch_id}")
     me.wait_text(f"Batch {batch_id}")
     me.shot("batch")
+    contact_id = outcomes.batch(batch_id)["outcomes"][0]["contactId"]
+    me.driver.find_element(By.ID, "find-id").send_keys(contact_id)
+    me.driver.find_element(By.XPATH, "//button[normalize-space()='Find']").click()
+    me.wait_text(f"Contact {contact_id}")
+    assert "deliveryStatus" in me.text()
+    me.shot("contact")
     me.driver.set_window_size(390, 844)  # a phone
     me.open("/console")
     me.shot("overview-phone")
@@ -215,7 +227,7 @@ def test_an_operator_works_the_console_in_a_browser(
         assert stranger.post(f"{template_page}/pause", data={"note": "x"}).status_code == 401
     me.open(template_page)
     assert "Paused since" not in me.text()
-    assert len(list(ARTIFACTS.glob("*.png"))) >= 8
+    assert len(list(ARTIFACTS.glob("*.png"))) >= 10
 
 
 def _sent(sandbox: Sandbox) -> set[str]:
