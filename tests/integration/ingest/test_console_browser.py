@@ -22,6 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
@@ -85,7 +86,12 @@ class Operator:
         self.driver.get(self.base_url + path)
 
     def text(self) -> str:
-        return str(self.driver.find_element(By.TAG_NAME, "body").text)
+        """The page's visible text; "" while a form's answer is replacing the page (its old
+        body is then stale), so a wait polls again instead of failing."""
+        try:
+            return str(self.driver.find_element(By.TAG_NAME, "body").text)
+        except (StaleElementReferenceException, NoSuchElementException):
+            return ""
 
     def shot(self, name: str) -> None:
         self.driver.save_screenshot(str(ARTIFACTS / f"{name}.png"))
