@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -128,6 +128,8 @@ def console_router(settings: Settings, producer: Producer, metrics: IngestMetric
         form = await request.form()
         session = await run_in_threadpool(session_of, request)
         try:
+            if _cross_site(request):
+                raise Refused(403, "this form was posted from another site")
             if session is None:
                 raise Refused(401, "log in first: this action needs a console login")
             csrf = form.get("csrf")
@@ -153,6 +155,11 @@ def console_router(settings: Settings, producer: Producer, metrics: IngestMetric
         form = await request.form()
         name, password = _text(form, "user"), _text(form, "password")
         target = _next(_text(form, "next"))
+        if _cross_site(request):
+            metrics.console_logins.labels("refused").inc()
+            return render(
+                request, "login.html", None, 403, next=target, error="posted from another site"
+            )
         ok = await run_in_threadpool(check, name, password)
         metrics.console_logins.labels("ok" if ok else "refused").inc()
         if not ok:
@@ -287,6 +294,8 @@ def console_router(settings: Settings, producer: Producer, metrics: IngestMetric
 
     @router.get("/contacts/{contact_id}")
     async def contact(request: Request, contact_id: str) -> Response:
+        reveal = request.query_params.get("reveal") == "1"
+
         def read(session: Session) -> dict[str, Any]:
             record = pages.contact(contact_id)
             if record is None:
@@ -294,7 +303,10 @@ def console_router(settings: Settings, producer: Producer, metrics: IngestMetric
                     "missing": f"no outcome is recorded for contact {contact_id}: not called "
                     "yet (see holds and dead letters), or its record has expired"
                 }
-            return {"contact_id": contact_id, "record": record}
+            shown = reveal and session.may_reveal and bool(record.get("numberTo"))
+            if shown:
+                operations.reveal(_who(session), f"contact {contact_id}")
+            return {"contact_id": contact_id, "record": record, "reveal": shown}
 
         return await page(request, "contact.html", read)
 
@@ -473,6 +485,17 @@ def _int(value: str | None) -> int:
         return max(0, int(value or 0))
     except ValueError:
         return 0
+
+
+def _cross_site(request: Request) -> bool:
+    """A form posted from a page of another origin (the browser's Origin header names it):
+    refused on top of the CSRF token and SameSite cookie. A proxy in front must pass the Host
+    header through (as it must for the cookie's path and the redirects anyway)."""
+    origin = request.headers.get("origin")
+    if origin is None:
+        return False  # not sent by every client; the token still guards
+    host = request.headers.get("host", "")
+    return origin == "null" or urlsplit(origin).netloc.lower() != host.lower()
 
 
 def _next(value: str | None) -> str:

@@ -138,6 +138,25 @@ def test_actions_without_a_login_or_its_csrf_token_change_nothing(
     assert 'levers_console_actions_total{action="template pause",result="refused"} 5.0' in metrics
 
 
+def test_forms_posted_from_another_site_are_refused(
+    served: IngestServer, console: Console, redis_client: redis.Redis, keys: Keys
+) -> None:
+    evil = {"Origin": "https://evil.example"}
+    path = f"/console/templates/{TEMPLATE}/pause"
+    forged = console.http.post(path, data={"note": "x", "csrf": console.csrf()}, headers=evil)
+    assert forged.status_code == 403 and "another site" in forged.text
+    assert Control.read_paused(redis_client, keys) == {}
+    login = httpx.post(
+        served.url + "/console/login",
+        data={"user": "alice", "password": "console-test-password-1"},
+        headers=evil,
+    )
+    assert login.status_code == 403 and "set-cookie" not in login.headers
+    same = {"Origin": served.url}
+    done = console.http.post(path, data={"note": "ok", "csrf": console.csrf()}, headers=same)
+    assert done.status_code == 303 and TEMPLATE in Control.read_paused(redis_client, keys)
+
+
 def test_pause_and_resume_are_recorded_in_the_page_and_in_status(
     console: Console, redis_client: redis.Redis, keys: Keys, ingest_env: dict[str, str]
 ) -> None:

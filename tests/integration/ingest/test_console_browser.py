@@ -32,6 +32,7 @@ from tests.integration.conftest import State
 from tests.integration.ingest.conftest import WEBHOOK_SECRET, IngestServer
 from tests.servers import wait_for
 from tests.workers import WorkerProcess
+from worker.audit import Audit
 from worker.deadletters import DeadLetters
 from worker.holds import Holds
 from worker.outcomes import OutcomeStore
@@ -217,7 +218,12 @@ def test_an_operator_works_the_console_in_a_browser(
     me.driver.find_element(By.XPATH, "//button[normalize-space()='Find']").click()
     me.wait_text(f"Contact {contact_id}")
     assert "deliveryStatus" in me.text()
+    called = outcomes.contact(contact_id)["numberTo"]
+    assert called not in me.text()  # masked; alice may ask to see it, and that is recorded
     me.shot("contact")
+    me.driver.find_element(By.PARTIAL_LINK_TEXT, "show whole number").click()
+    me.wait_text(called)
+    assert Audit(state.client, state.keys).recent(1)[0]["action"] == "reveal number"
     me.driver.set_window_size(390, 844)  # a phone
     me.open("/console")
     me.shot("overview-phone")
