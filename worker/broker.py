@@ -20,6 +20,7 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import CurrentMessage, Middleware
 from redis.client import Pipeline
 
+from worker import durable_retries
 from worker.connection import connect
 from worker.keys import Keys
 from worker.settings import Settings
@@ -84,6 +85,8 @@ def build_broker(
         # what gives a dead worker's messages back: ~1 in 100 instead of dramatiq's 1 in 1000.
         maintenance_chance=settings.maintenance_chance,
     )
+    # A retry is enqueued even when Redis is away for a while (worker/durable_retries.py).
+    durable_retries.install(broker)
     # The aggregator keys idempotency on the id of the message being processed.
     broker.add_middleware(CurrentMessage())
     for extra in middleware:
