@@ -1,7 +1,9 @@
 """Console passwords: scrypt hashes (the standard library's `hashlib.scrypt`), never the
 passwords themselves, in LEVERS_CONSOLE_USERS.
 
-    name:scrypt$<n>$<r>$<p>$<salt, base64>$<key, base64>
+    name:scrypt:<n>:<r>:<p>:<salt>:<key>      (salt and key in unpadded base64url)
+
+No `$` in it, so the entry can go in a shell's double quotes or a compose file unescaped.
 
 `levers-admin console-password NAME` prints such an entry for a password typed at its prompt.
 """
@@ -21,14 +23,14 @@ N, R, P = 2**15, 8, 1
 KEY_BYTES = 32
 SALT_BYTES = 16
 _MAXMEM = 64 * 1024 * 1024  # scrypt needs 128 * n * r bytes; OpenSSL's default cap is 32 MiB
-_HASH = re.compile(r"scrypt\$(\d+)\$(\d+)\$(\d+)\$([A-Za-z0-9+/=]+)\$([A-Za-z0-9+/=]+)")
+_HASH = re.compile(r"scrypt:(\d+):(\d+):(\d+):([A-Za-z0-9_-]+):([A-Za-z0-9_-]+)")
 _NAME = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
 
 
 def hash_password(password: str, *, salt: bytes | None = None) -> str:
     salt = salt if salt is not None else os.urandom(SALT_BYTES)
     key = _scrypt(password, salt, N, R, P)
-    return f"scrypt${N}${R}${P}${_b64(salt)}${_b64(key)}"
+    return f"scrypt:{N}:{R}:{P}:{_b64(salt)}:{_b64(key)}"
 
 
 def verify_password(password: str, encoded: str) -> bool:
@@ -36,7 +38,7 @@ def verify_password(password: str, encoded: str) -> bool:
     if match is None:
         return False
     n, r, p = (int(match.group(i)) for i in (1, 2, 3))
-    salt, key = base64.b64decode(match.group(4)), base64.b64decode(match.group(5))
+    salt, key = _unb64(match.group(4)), _unb64(match.group(5))
     return hmac.compare_digest(_scrypt(password, salt, n, r, p, len(key)), key)
 
 
@@ -60,10 +62,11 @@ class Users:
                     f"entry {position}: a user name is 1-64 letters, digits or _.@- "
                     "followed by `:` and its hash"
                 )
-            if not _HASH.fullmatch(encoded):
+            match = _HASH.fullmatch(encoded)
+            if not match or not _cost_ok(*(int(match.group(i)) for i in (1, 2, 3))):
                 raise ValueError(
-                    f"entry {position} ({name}): not a scrypt hash; make one with "
-                    f"`levers-admin console-password {name}`"
+                    f"entry {position} ({name}): not a scrypt hash this service can check; "
+                    f"make one with `levers-admin console-password {name}`"
                 )
             if name in hashes:
                 raise ValueError(f"entry {position}: user {name} is named twice")
@@ -80,6 +83,11 @@ class Users:
         return verify_password(password, encoded)
 
 
+def _cost_ok(n: int, r: int, p: int) -> bool:
+    """Parameters scrypt accepts within the memory allowed here (n a power of two > 1)."""
+    return n > 1 and n & (n - 1) == 0 and r >= 1 and 1 <= p <= 16 and 128 * n * r <= _MAXMEM
+
+
 def _scrypt(password: str, salt: bytes, n: int, r: int, p: int, size: int = KEY_BYTES) -> bytes:
     return hashlib.scrypt(
         password.encode("utf-8"), salt=salt, n=n, r=r, p=p, maxmem=_MAXMEM, dklen=size
@@ -87,8 +95,12 @@ def _scrypt(password: str, salt: bytes, n: int, r: int, p: int, size: int = KEY_
 
 
 def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
+    return base64.urlsafe_b64encode(data).decode("ascii").rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 # Checked against when the name is unknown (no password matches it: its key is random).
-_UNKNOWN = f"scrypt${N}${R}${P}${_b64(b'0' * SALT_BYTES)}${_b64(os.urandom(KEY_BYTES))}"
+_UNKNOWN = f"scrypt:{N}:{R}:{P}:{_b64(b'0' * SALT_BYTES)}:{_b64(os.urandom(KEY_BYTES))}"

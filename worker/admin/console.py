@@ -1,7 +1,7 @@
 """`levers-admin console-password NAME`: a LEVERS_CONSOLE_USERS entry for a console user.
 
 Reads the password at a prompt (twice, not echoed), or one line from standard input when it
-is not a terminal, and prints `NAME:scrypt$...`: the hash, never the password. Add the line to
+is not a terminal, and prints `NAME:scrypt:...`: the hash, never the password. Add the line to
 LEVERS_CONSOLE_USERS (entries separated by commas) or to the file LEVERS_CONSOLE_USERS_FILE
 names. Touches neither Redis nor the settings.
 """
