@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+from tests.commands import clean_env, run
 from worker.errors import SettingsError
 from worker.passwords import Users, hash_password, verify_password
 from worker.settings import Settings
@@ -62,3 +63,17 @@ def test_settings_refuse_a_bad_console_user_list_without_echoing_it() -> None:
         }
     )
     assert ok.console_reveal_list == frozenset({"alice", "carol"})
+
+
+def test_levers_admin_prints_an_entry_for_a_password_read_from_stdin() -> None:
+    made = run(
+        "levers-admin", ["console-password", "alice"], clean_env(), stdin="a-long-secret-1\n"
+    )
+    assert made.returncode == 0, made.stderr
+    entry = made.stdout.strip()
+    assert "a-long-secret-1" not in entry
+    assert Users.parse(entry).check("alice", "a-long-secret-1")
+    short = run("levers-admin", ["console-password", "alice"], clean_env(), stdin="short\n")
+    assert short.returncode == 2 and "at least 12 characters" in short.stderr
+    named = run("levers-admin", ["console-password", "a b"], clean_env(), stdin="x" * 20)
+    assert named.returncode == 2 and "the name is" in named.stderr
