@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+import redis
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
@@ -108,16 +109,18 @@ def console_router(settings: Settings, producer: Producer, metrics: IngestMetric
     async def page(
         request: Request, name: str, read: Callable[[Session], dict[str, Any]]
     ) -> Response:
-        session = await run_in_threadpool(session_of, request)
-        if session is None:
-            target = quote(
-                str(request.url.path) + ("?" + request.url.query if request.url.query else "")
-            )
-            return RedirectResponse(f"/console/login?next={target}", status_code=303)
-        context = await run_in_threadpool(read, session)
-        if context.get("missing"):
-            return render(request, "missing.html", session, 404, **context)
-        return render(request, name, session, **context)
+        try:
+            session = await run_in_threadpool(session_of, request)
+            if session is None:
+                query = f"?{request.url.query}" if request.url.query else ""
+                target = quote(request.url.path + query)
+                return RedirectResponse(f"/console/login?next={target}", status_code=303)
+            context = await run_in_threadpool(read, session)
+            if context.get("missing"):
+                return render(request, "missing.html", session, 404, **context)
+            return render(request, name, session, **context)
+        except redis.RedisError:
+            return _unavailable()
 
     async def act(
         request: Request,
@@ -126,7 +129,10 @@ def console_router(settings: Settings, producer: Producer, metrics: IngestMetric
         work: Callable[[Session, FormData], str],
     ) -> Response:
         form = await request.form()
-        session = await run_in_threadpool(session_of, request)
+        try:
+            session = await run_in_threadpool(session_of, request)
+        except redis.RedisError:
+            return _unavailable()
         try:
             if _cross_site(request):
                 raise Refused(403, "this form was posted from another site")
@@ -136,6 +142,9 @@ def console_router(settings: Settings, producer: Producer, metrics: IngestMetric
             if not session.csrf_ok(csrf if isinstance(csrf, str) else None):
                 raise Refused(403, "the form's CSRF token is missing or wrong: reload the page")
             message = await run_in_threadpool(work, session, form)
+        except redis.RedisError:
+            metrics.console_actions.labels(action, "refused").inc()
+            return _unavailable()
         except Refused as exc:
             metrics.console_actions.labels(action, "refused").inc()
             return render(request, "refused.html", session, exc.status, message=str(exc), back=back)
@@ -171,7 +180,10 @@ def console_router(settings: Settings, producer: Producer, metrics: IngestMetric
                 next=target,
                 error="wrong name or password",
             )
-        cookie = await run_in_threadpool(sessions.start, name)
+        try:
+            cookie = await run_in_threadpool(sessions.start, name)
+        except redis.RedisError:
+            return _unavailable()
         response = RedirectResponse(target, status_code=303)
         response.set_cookie(
             COOKIE,
@@ -451,6 +463,17 @@ def console_off() -> APIRouter:
         )
 
     return router
+
+
+def _unavailable() -> Response:
+    """Redis did not answer: say so (an action may or may not have been done: look again)."""
+    return Response(
+        "Redis does not answer: the console cannot read or act now. Try again in a moment; "
+        "an action sent just now may have been done, so look before repeating it.\n",
+        status_code=503,
+        media_type="text/plain",
+        headers={"Retry-After": "5", "Cache-Control": "no-store"},
+    )
 
 
 def _who(session: Session) -> str:

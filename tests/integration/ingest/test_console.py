@@ -14,6 +14,7 @@ import redis
 from tests.commands import run
 from tests.console import OTHER_PASSWORD, TEMPLATE, Console, console_env, seed
 from tests.integration.ingest.conftest import IngestServer
+from tests.servers import free_port
 from worker.audit import Audit
 from worker.control import Control
 from worker.deadletters import DeadLetters
@@ -279,6 +280,25 @@ def test_a_hold_is_released_and_expired_from_the_page(
     assert again.status_code == 404 and "none of these contacts is held" in again.text
     bad_zone = console.act("/console/holds/release", id=refs[0], note="z", time_zone="Mars/Base")
     assert bad_zone.status_code == 422
+
+
+def test_without_redis_the_console_says_so(
+    serve: Callable[[dict[str, str]], IngestServer], ingest_env: dict[str, str]
+) -> None:
+    gone = {**console_env(ingest_env), "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}
+    server = serve(gone)
+    operator = Console(server.url)
+    try:
+        login = operator.login()
+        assert login.status_code == 503 and "Redis does not answer" in login.text
+        operator.http.cookies.set("levers_console", "x" * 43, path="/console")
+        for answer in (
+            operator.http.get("/console"),
+            operator.http.post(f"/console/templates/{TEMPLATE}/pause", data={"note": "x"}),
+        ):
+            assert answer.status_code == 503 and answer.headers["retry-after"] == "5"
+    finally:
+        operator.close()
 
 
 def test_logout_ends_the_session(console: Console) -> None:
