@@ -194,18 +194,25 @@ class Holds:
         )
         return next((h for h in self._read(members) if h.contact_id == contact_id), None)
 
-    def key_page(self, batch_key: str, count: int) -> list[HeldContact]:
-        """The `count` holds of one batch key that are released first."""
+    def key_page(
+        self, batch_key: str, start: int, count: int, *, reason: str = ""
+    ) -> tuple[list[tuple[int, HeldContact]], int]:
+        """As `page`, over one batch key's holds in the order they are released."""
         numbers = [
-            as_text(n) for n in self.client.zrange(self.keys.release(batch_key), 0, count - 1)
+            as_text(n)
+            for n in self.client.zrange(self.keys.release(batch_key), start, start + count - 1)
         ]
         if not numbers:
-            return []
+            return [], start + count
         pipe = self.client.pipeline(transaction=False)
         for number in numbers:
             pipe.zscore(self.keys.held_since, f"{batch_key} {number}")
         since = pipe.execute()
-        return self._read([(f"{batch_key} {n}", s) for n, s in zip(numbers, since, strict=True)])
+        ranks = {n: start + i for i, n in enumerate(numbers)}
+        read = self._read(
+            [(f"{batch_key} {n}", s) for n, s in zip(numbers, since, strict=True)], reason=reason
+        )
+        return [(ranks[h.number], h) for h in read], start + count
 
     def _read(self, members: list[tuple[Any, Any]], *, reason: str = "") -> list[HeldContact]:
         """The holds named by index members ("<batch key> <number>", since ms), those held

@@ -150,7 +150,8 @@ class Pages:
                     "next_release": release,
                 }
             )
-            view.holds += self.holds.key_page(key, PAGE // 2)
+            first, _ = self.holds.key_page(key, 0, PAGE // 2)
+            view.holds += [held for _, held in first]
         view.batches = self._batches_of(template)
         return view
 
@@ -215,12 +216,19 @@ class Pages:
     # -- holds -------------------------------------------------------------------------------
 
     def held(self, *, reason: str = "", key: str = "", start: int = 0) -> Listing:
-        """Oldest hold first, filtered by reason and batch key, one page from rank `start`."""
-        total = int(self.client.zcard(self.keys.held_since))
+        """Oldest hold first (one batch key's: the first released first), filtered by reason
+        and batch key, one page from rank `start`."""
+        # One batch key's holds have an index of their own (in release order); all of them,
+        # the oldest-first index.
+        index = self.keys.release(key) if key else self.keys.held_since
+        total = int(self.client.zcard(index))
         rows: list[HeldContact] = []
         rank = start
         while len(rows) < PAGE and rank - start < SCAN_BUDGET and rank < total:
-            page, after = self.holds.page(rank, CHUNK, batch_key=key, reason=reason)
+            if key:
+                page, after = self.holds.key_page(key, rank, CHUNK, reason=reason)
+            else:
+                page, after = self.holds.page(rank, CHUNK, reason=reason)
             rank = after
             for position, held in page:
                 rows.append(held)

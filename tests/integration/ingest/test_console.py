@@ -263,6 +263,10 @@ def test_a_hold_is_released_and_expired_from_the_page(
     page = console.page("/console/holds")
     refs = sorted(set(_values(page, "id")))
     assert len(refs) == 2
+    assert (
+        sorted(set(_values(console.page(f"/console/holds?batch_key={TEMPLATE}:0"), "id"))) == refs
+    )
+    assert _values(console.page(f"/console/holds?batch_key={TEMPLATE}:1"), "id") == []
     released = console.act(
         "/console/holds/release", id=refs[0], note="customer asked now", time_zone="Asia/Riyadh"
     )
