@@ -22,12 +22,18 @@ PASSWORD = "console-test-password-1"
 OTHER_PASSWORD = "console-viewer-password-2"
 # alice may ask to see whole numbers; bob may not.
 USERS = f"alice:{hash_password(PASSWORD)},bob:{hash_password(OTHER_PASSWORD)}"
+CONSOLE_TOKEN = "console-token-for-the-night-shift"
 TEMPLATE = "5b0c4a6e-3f9e-4c41-9d0b-6f8f3f0f2a11"
 _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
 
 def console_env(env: dict[str, str]) -> dict[str, str]:
-    return {**env, "LEVERS_CONSOLE_USERS": USERS, "LEVERS_CONSOLE_REVEAL_USERS": "alice"}
+    return {
+        **env,
+        "LEVERS_CONSOLE_USERS": USERS,
+        "LEVERS_CONSOLE_TOKENS": f"another-console-token-0001,{CONSOLE_TOKEN}",
+        "LEVERS_CONSOLE_REVEAL_USERS": "alice",
+    }
 
 
 class Console:

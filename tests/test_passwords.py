@@ -77,3 +77,12 @@ def test_levers_admin_prints_an_entry_for_a_password_read_from_stdin() -> None:
     assert short.returncode == 2 and "at least 12 characters" in short.stderr
     named = run("levers-admin", ["console-password", "a b"], clean_env(), stdin="x" * 20)
     assert named.returncode == 2 and "the name is" in named.stderr
+
+
+def test_a_console_token_may_not_be_an_ingest_token() -> None:
+    token = "shared-token-0123456789"
+    with pytest.raises(SettingsError, match="must not be one of LEVERS_INGEST_TOKENS") as raised:
+        Settings.from_env({"LEVERS_CONSOLE_TOKENS": token, "LEVERS_INGEST_TOKENS": token})
+    assert token not in str(raised.value)
+    ok = Settings.from_env({"LEVERS_CONSOLE_TOKENS": token, "LEVERS_INGEST_TOKENS": token + "x"})
+    assert ok.console_enabled and ok.console_token_list == [token]

@@ -619,6 +619,15 @@ class Settings:
         check=_console_users,
         secret=True,
     )
+    console_tokens: str | None = env(
+        "LEVERS_CONSOLE_TOKENS",
+        None,
+        "console tokens, separated by commas: each opens /console as `token-N` (its place in "
+        "the list) from the login page's token form; never one of LEVERS_INGEST_TOKENS",
+        kind=str,
+        check=_tokens,
+        secret=True,
+    )
     console_reveal_users: str = env(
         "LEVERS_CONSOLE_REVEAL_USERS",
         "",
@@ -681,6 +690,14 @@ class Settings:
                 "LEVERS_POLICY_FILE and LEVERS_DEFAULT_WINDOW: set one, not both (the file's "
                 "[default] names the default window)"
             )
+        shared = set(split_tokens(values.get("console_tokens") or "")) & set(
+            split_tokens(values.get("ingest_tokens") or "")
+        )
+        if shared:
+            errors.append(
+                "LEVERS_CONSOLE_TOKENS: a console token must not be one of LEVERS_INGEST_TOKENS "
+                "(a producer's token would open the operators' console)"
+            )
         if errors:
             raise SettingsError(errors)
         return cls(**values)
@@ -701,6 +718,14 @@ class Settings:
     @property
     def ingest_token_list(self) -> list[str]:
         return split_tokens(self.ingest_tokens or "")
+
+    @property
+    def console_token_list(self) -> list[str]:
+        return split_tokens(self.console_tokens or "")
+
+    @property
+    def console_enabled(self) -> bool:
+        return bool(self.console_users or self.console_tokens)
 
     @property
     def console_reveal_list(self) -> frozenset[str]:

@@ -2,8 +2,8 @@
 
 Routers, each with its own auth: `/v1/contacts` (bearer tokens, `contacts`), Levers' webhooks
 at `/v1/webhooks/levers` (the Svix signature, `webhooks`), the operator console at `/console`
-(its own logins, LEVERS_CONSOLE_USERS; see docs/console.md), and the operations routes
-(`/healthz`, `/readyz`, `/metrics`, open like the worker's).
+(its own logins, LEVERS_CONSOLE_USERS or LEVERS_CONSOLE_TOKENS; see docs/console.md), and the
+operations routes (`/healthz`, `/readyz`, `/metrics`, open like the worker's).
 
     uvicorn --factory producers.ingest.app:app_from_env   # or: levers-ingest
 """
@@ -159,7 +159,7 @@ def create_app(
         contacts_router(settings, intake, metrics),
         webhooks_router(webhooks, metrics),
         operations_router(intake, metrics),
-        console_router(settings, producer, metrics) if settings.console_users else console_off(),
+        console_router(settings, producer, metrics) if settings.console_enabled else console_off(),
     ]
     for router in routers:
         app.include_router(router)

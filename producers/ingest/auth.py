@@ -28,6 +28,23 @@ def _digest(token: str) -> bytes:
     return hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
 
 
+class Tokens:
+    """Several valid tokens, each compared in constant time, every one of them each time."""
+
+    def __init__(self, tokens: Sequence[str]) -> None:
+        self._digests = [_digest(token) for token in tokens]
+
+    def match(self, given: str) -> int | None:
+        """The place (0-based) of the token `given` is, or None. No early exit: the time taken
+        tells not which token, if any, matched."""
+        digest = _digest(given)
+        found = None
+        for place, candidate in enumerate(self._digests):
+            if hmac.compare_digest(digest, candidate) and found is None:
+                found = place
+        return found
+
+
 class BearerAuth:
     """401 without a bearer token (with `WWW-Authenticate`), 403 with a token that is not one
     of `tokens`. Every configured token is compared, each in constant time."""
@@ -35,7 +52,7 @@ class BearerAuth:
     def __init__(self, tokens: Sequence[str]) -> None:
         if not tokens:
             raise ValueError("BearerAuth needs at least one token")
-        self._digests = [_digest(token) for token in tokens]
+        self._tokens = Tokens(tokens)
 
     # async: FastAPI runs a plain function in its thread pool, a thread hop per request.
     async def __call__(
@@ -48,10 +65,5 @@ class BearerAuth:
                 "an Authorization: Bearer <token> header is required",
                 headers={"WWW-Authenticate": 'Bearer realm="levers-ingest"'},
             )
-        given = _digest(credentials.credentials)
-        matched = False
-        for digest in self._digests:
-            # No early exit: the time taken does not tell which token, if any, matched.
-            matched |= hmac.compare_digest(given, digest)
-        if not matched:
+        if self._tokens.match(credentials.credentials) is None:
             raise HTTPException(status.HTTP_403_FORBIDDEN, "this bearer token is not accepted")

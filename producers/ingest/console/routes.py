@@ -22,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
 from producers.api import Producer
+from producers.ingest.auth import Tokens
 from producers.ingest.console.pages import Pages, local_times, masked
 from producers.ingest.console.sessions import COOKIE, Session, Sessions
 from producers.ingest.metrics import IngestMetrics
@@ -55,6 +56,7 @@ class Refused(Exception):
 
 def console_router(settings: Settings, producer: Producer, metrics: IngestMetrics) -> APIRouter:
     users = Users.parse(settings.console_users or "")
+    tokens = Tokens(settings.console_token_list)
     client = producer.broker.client
     pages = Pages(settings, client)
     sessions = Sessions(
@@ -155,31 +157,41 @@ def console_router(settings: Settings, producer: Producer, metrics: IngestMetric
 
     # -- login -------------------------------------------------------------------------------
 
+    def login_form(request: Request, status: int, target: str, error: str = "") -> Response:
+        return render(
+            request,
+            "login.html",
+            None,
+            status,
+            next=target,
+            error=error,
+            with_password=bool(users.hashes),
+            with_token=bool(settings.console_token_list),
+        )
+
     @router.get("/login")
     async def login_page(request: Request) -> Response:
-        return render(request, "login.html", None, next=_next(request.query_params.get("next")))
+        return login_form(request, 200, _next(request.query_params.get("next")))
 
     @router.post("/login")
     async def login(request: Request) -> Response:
         form = await request.form()
         name, password = _text(form, "user"), _text(form, "password")
+        token = _text(form, "token")
         target = _next(_text(form, "next"))
         if _cross_site(request):
             metrics.console_logins.labels("refused").inc()
-            return render(
-                request, "login.html", None, 403, next=target, error="posted from another site"
-            )
-        ok = await run_in_threadpool(check, name, password)
+            return login_form(request, 403, target, "posted from another site")
+        if token:
+            place = tokens.match(token)
+            name = "" if place is None else f"token#{place + 1}"
+            ok = place is not None
+        else:
+            ok = await run_in_threadpool(check, name, password)
         metrics.console_logins.labels("ok" if ok else "refused").inc()
         if not ok:
-            return render(
-                request,
-                "login.html",
-                None,
-                401,
-                next=target,
-                error="wrong name or password",
-            )
+            wrong = "this token is not accepted" if token else "wrong name or password"
+            return login_form(request, 401, target, wrong)
         try:
             cookie = await run_in_threadpool(sessions.start, name)
         except redis.RedisError:
@@ -451,13 +463,15 @@ def console_router(settings: Settings, producer: Producer, metrics: IngestMetric
 
 
 def console_off() -> APIRouter:
-    """Without LEVERS_CONSOLE_USERS: /console says how to turn it on, and serves nothing."""
+    """Without LEVERS_CONSOLE_USERS or LEVERS_CONSOLE_TOKENS: /console says how to turn it on,
+    and serves nothing."""
     router = APIRouter(include_in_schema=False)
 
     @router.api_route("/console{rest:path}", methods=["GET", "POST"])
     async def off(rest: str) -> Response:
         return Response(
-            "The console is off: set LEVERS_CONSOLE_USERS (see docs/console.md).\n",
+            "The console is off: set LEVERS_CONSOLE_USERS or LEVERS_CONSOLE_TOKENS "
+            "(see docs/console.md).\n",
             status_code=404,
             media_type="text/plain",
         )

@@ -12,7 +12,14 @@ import pytest
 import redis
 
 from tests.commands import run
-from tests.console import OTHER_PASSWORD, TEMPLATE, Console, console_env, seed
+from tests.console import (
+    CONSOLE_TOKEN,
+    OTHER_PASSWORD,
+    TEMPLATE,
+    Console,
+    console_env,
+    seed,
+)
 from tests.integration.ingest.conftest import IngestServer
 from tests.servers import free_port
 from worker.audit import Audit
@@ -63,7 +70,7 @@ def test_the_console_is_off_without_users(
     with httpx.Client(base_url=server.url) as http:
         for path in ("/console", "/console/login", "/console/holds"):
             answer = http.get(path)
-            assert answer.status_code == 404 and "LEVERS_CONSOLE_USERS" in answer.text
+            assert answer.status_code == 404 and "LEVERS_CONSOLE_TOKENS" in answer.text
         assert http.post("/console/login", data={"user": "a", "password": "b"}).status_code == 404
 
 
@@ -96,6 +103,38 @@ def test_a_wrong_password_is_refused_and_counted(served: IngestServer) -> None:
     metrics = httpx.get(served.url + "/metrics").text
     assert 'levers_console_logins_total{result="refused"} 2.0' in metrics
     assert 'levers_console_logins_total{result="ok"} 1.0' in metrics
+
+
+def test_a_console_token_logs_in_as_its_place_in_the_list(
+    served: IngestServer,
+    serve: Callable[[dict[str, str]], IngestServer],
+    ingest_env: dict[str, str],
+    redis_client: redis.Redis,
+    keys: Keys,
+) -> None:
+    operator = Console(served.url)
+    try:
+        wrong = operator.http.post("/console/login", data={"token": "not-a-console-token-x"})
+        assert wrong.status_code == 401 and "this token is not accepted" in wrong.text
+        # An ingest token is not a console token.
+        ingest = operator.http.post(
+            "/console/login", data={"token": ingest_env["LEVERS_INGEST_TOKENS"].split(",")[0]}
+        )
+        assert ingest.status_code == 401
+        assert (
+            operator.http.post("/console/login", data={"token": CONSOLE_TOKEN}).status_code == 303
+        )
+        assert "token#2" in operator.page("/console")
+        done = operator.act(f"/console/templates/{TEMPLATE}/pause", note="night shift")
+        assert done.status_code == 303
+    finally:
+        operator.close()
+    assert Audit(redis_client, keys).recent(1)[0]["who"] == "token#2 (console)"
+    # Tokens alone turn the console on; the login page then asks for a token only.
+    only_tokens = {**ingest_env, "LEVERS_CONSOLE_TOKENS": CONSOLE_TOKEN}
+    server = serve(only_tokens)
+    page = httpx.get(server.url + "/console/login").text
+    assert 'name="token"' in page and 'name="password"' not in page
 
 
 def test_a_login_goes_back_to_a_console_page_only(served: IngestServer) -> None:
