@@ -74,7 +74,7 @@ class IngestMetrics:
         )
         self.console_logins = Counter(
             "levers_console_logins",
-            "Console login attempts by result: ok, refused (wrong name or password).",
+            "Console login attempts by result: ok, refused (a wrong name, password or token).",
             ["result"],
             registry=r,
         )
