@@ -108,6 +108,14 @@ def console_router(settings: Settings, producer: Producer, metrics: IngestMetric
         )
         return response
 
+    def revealed(request: Request, session: Session, what: str) -> bool:
+        """Whether a page shows whole numbers: asked for (?reveal=1) by a user who may; each
+        time is recorded in the audit."""
+        if request.query_params.get("reveal") != "1" or not session.may_reveal:
+            return False
+        operations.reveal(_who(session), what)
+        return True
+
     async def page(
         request: Request, name: str, read: Callable[[Session], dict[str, Any]]
     ) -> Response:
@@ -259,15 +267,11 @@ def console_router(settings: Settings, producer: Producer, metrics: IngestMetric
 
     @router.get("/dead-letters/{dl_id}")
     async def dead_letter(request: Request, dl_id: str) -> Response:
-        reveal = request.query_params.get("reveal") == "1"
-
         def read(session: Session) -> dict[str, Any]:
             record = pages.dead_letter(dl_id)
             if record is None:
                 return {"missing": f"no dead letter {dl_id} (replayed, purged or expired?)"}
-            shown = reveal and session.may_reveal
-            if shown:
-                operations.reveal(_who(session), f"dead letter {dl_id}")
+            shown = revealed(request, session, f"dead letter {dl_id}")
             return {"record": record, "reveal": shown}
 
         return await page(request, "dead_letter.html", read)
@@ -318,8 +322,6 @@ def console_router(settings: Settings, producer: Producer, metrics: IngestMetric
 
     @router.get("/contacts/{contact_id}")
     async def contact(request: Request, contact_id: str) -> Response:
-        reveal = request.query_params.get("reveal") == "1"
-
         def read(session: Session) -> dict[str, Any]:
             record = pages.contact(contact_id)
             if record is None:
@@ -327,9 +329,9 @@ def console_router(settings: Settings, producer: Producer, metrics: IngestMetric
                     "missing": f"no outcome is recorded for contact {contact_id}: not called "
                     "yet (see holds and dead letters), or its record has expired"
                 }
-            shown = reveal and session.may_reveal and bool(record.get("numberTo"))
-            if shown:
-                operations.reveal(_who(session), f"contact {contact_id}")
+            shown = bool(record.get("numberTo")) and revealed(
+                request, session, f"contact {contact_id}"
+            )
             return {"contact_id": contact_id, "record": record, "reveal": shown}
 
         return await page(request, "contact.html", read)
