@@ -89,7 +89,8 @@ class Pages:
         pipe.pttl(self.keys.pause)
         pipe.zcard(self.keys.dead_index)
         pipe.hlen(self.keys.suppressed)
-        requests, contact_log, pause_ms, dead, suppressed = pipe.execute()
+        pipe.hget(self.keys.adaptive, "rate")
+        requests, contact_log, pause_ms, dead, suppressed, adaptive = pipe.execute()
         contacts_minute = sum(int(as_text(m).rpartition(":")[2] or 0) for m in contact_log)
         pending = {s.batch_key: s for s in self.buffers.pending_status()}
         held = {k.batch_key: k for k in self.holds.per_key()}
@@ -110,6 +111,10 @@ class Pages:
             "ready_batches": backlog.batches["cut"] + backlog.batches["queued"],
             "request_rate": requests / RATE_WINDOW_SECONDS,
             "request_limit": self.settings.max_requests_per_second,
+            # With LEVERS_ADAPTIVE_RATE, the rate the senders share now (worker/ratelimit.py).
+            "adaptive_limit": float(adaptive)
+            if self.settings.adaptive_rate and adaptive is not None
+            else None,
             "contacts_last_minute": contacts_minute,
             "contact_limit": self.settings.max_contacts_per_minute,
             "pause_seconds": max(0, int(pause_ms)) / 1000 if pause_ms and pause_ms > 0 else 0,

@@ -344,6 +344,29 @@ def test_without_redis_the_console_says_so(
         operator.close()
 
 
+def test_the_overview_shows_the_rate_against_the_limit_in_force(
+    serve: Callable[[dict[str, str]], IngestServer],
+    ingest_env: dict[str, str],
+    redis_client: redis.Redis,
+    keys: Keys,
+) -> None:
+    env = {**console_env(ingest_env), "LEVERS_ADAPTIVE_RATE": "true"}
+    server = serve(env)
+    redis_client.hset(keys.adaptive, "rate", "2.5")  # what the senders share now
+    now_ms = int(time.time() * 1000)
+    redis_client.zadd(keys.rate, {f"r{i}": now_ms - i * 100 for i in range(20)})
+    redis_client.set(keys.pause, now_ms + 30_000, px=30_000)
+    operator = Console(server.url)
+    try:
+        operator.login()
+        page = operator.page("/console")
+    finally:
+        operator.close()
+    assert "2.00<small>/s" in page  # 20 requests in the last 10 s
+    assert "limit 200.0/s (adaptive: 2.50/s now)" in page
+    assert "s left" in page  # the 429 pause
+
+
 def test_logout_ends_the_session(console: Console) -> None:
     assert console.act("/console/logout").status_code == 303
     assert console.http.get("/console").status_code == 303
