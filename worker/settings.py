@@ -622,7 +622,7 @@ class Settings:
     console_tokens: str | None = env(
         "LEVERS_CONSOLE_TOKENS",
         None,
-        "console tokens, separated by commas: each opens /console as `token-N` (its place in "
+        "console tokens, separated by commas: each opens /console as `token#N` (its place in "
         "the list) from the login page's token form; never one of LEVERS_INGEST_TOKENS",
         kind=str,
         check=_tokens,

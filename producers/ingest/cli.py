@@ -25,9 +25,46 @@ def _port(text: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from worker.commands import (
+        REDIS_VARIABLES,
+        HelpFormatter,
+        environment_help,
+        epilog,
+        exit_codes_help,
+        paragraphs,
+    )
+
     parser = argparse.ArgumentParser(
         prog="levers-ingest",
-        description="Serve POST /v1/contacts: contacts over HTTP for levers-batcher.",
+        description=paragraphs(
+            "Serve levers-batcher over HTTP: POST /v1/contacts (contacts from any backend, "
+            "bearer tokens), POST /v1/webhooks/levers (Levers' call outcomes, Svix-signed), "
+            "/console (the operators' console, its own logins: docs/console.md), and /healthz, "
+            "/readyz, /metrics. OpenAPI at /docs. SIGTERM or SIGINT stops it gracefully."
+        ),
+        formatter_class=HelpFormatter,
+        epilog=epilog(
+            exit_codes_help(
+                (
+                    (0, "stopped by SIGTERM or SIGINT"),
+                    (1, "could not start serving (the port is taken, say)"),
+                    (2, "bad settings: no LEVERS_INGEST_TOKENS (nor the opt-out), or another"),
+                )
+            ),
+            environment_help(
+                (
+                    *REDIS_VARIABLES,
+                    "ingest_host",
+                    "ingest_port",
+                    "ingest_tokens",
+                    "ingest_insecure_no_auth",
+                    "webhook_secret",
+                    "console_users",
+                    "console_tokens",
+                    "console_reveal_users",
+                )
+            ),
+        ),
     )
     parser.add_argument("--host", help="address to listen on (default: LEVERS_INGEST_HOST)")
     parser.add_argument(
