@@ -172,7 +172,7 @@ class Outbox:
         self._pick = load_script(client, "pick", "states", "lease")
         self._gate = load_script(client, "gate", "gates", flags="no-writes")
         self._begin = load_script(client, "begin", "states", "entries", "gates")
-        self._finish = load_script(client, "finish", "states")
+        self._finish = load_script(client, "finish", "states", "gates")
         self._reap = load_script(client, "reap", "states")
         self._due = load_script(client, "due", flags="no-writes")
 
@@ -298,7 +298,7 @@ class Outbox:
             bool(int(cancelled)),
             tuple(bool(int(v)) for v in per_contact[::3]),
             tuple(int(v) for v in per_contact[1::3]),
-            tuple(v.decode() if isinstance(v, bytes) else str(v) for v in per_contact[2::3]),
+            tuple(as_text(v) for v in per_contact[2::3]),
         )
 
     def begin(

@@ -50,8 +50,7 @@ local outcome = ARGV[4]
 local children = tonumber(ARGV[15])
 if ARGV[14] == '1' then
   for i = 9 + children, #KEYS do
-    -- The member gates.lua's call_member made (template, the batch id's first 16).
-    redis.call('ZREM', KEYS[i], ARGV[13] .. '|' .. string.sub(ARGV[2], 1, 16))
+    redis.call('ZREM', KEYS[i], call_member(ARGV[13], ARGV[2]))
   end
 end
 redis.call('HSET', KEYS[1], 'status', ARGV[5], 'detail', ARGV[6], 'updated_ms', now_ms)

@@ -1,5 +1,6 @@
--- Shared by gate.lua and begin.lua (prepended when registered): what may stop a contact from
--- being called at the moment its batch is marked sending, besides its window.
+-- Shared by gate.lua, begin.lua and finish.lua (prepended when registered): what may stop a
+-- contact from being called at the moment its batch is marked sending, besides its window;
+-- and the member that records a call (finish.lua takes back the one begin.lua recorded).
 --
 -- suppressed hash {ns}:suppressed   number -> "expire ms|added ms|note" (expire 0 = never)
 -- paused hash     {ns}:paused       template (or "*": every template) -> operator's record
@@ -7,7 +8,7 @@
 -- calls zset      {ns}:calls:{number}   "template|call" -> when it was called (ms), kept for
 --                 the longest cap period; "call" is the first 16 characters of the batch id
 --                 (call_member: members of at most 64 bytes keep Redis's compact listpack
---                 encoding, 4 times smaller than a skiplist; finish.lua forgets the same)
+--                 encoding, 4 times smaller than a skiplist; finish.lua forgets the same one)
 -- caps: {o = {{calls, period ms}, ...}, og = gap ms, t = {...}, tg = gap ms, ttl = ms}: the
 -- policy's caps over every template (o, og) and over this template (t, tg).
 
