@@ -24,7 +24,7 @@ KEY_BYTES = 32
 SALT_BYTES = 16
 _MAXMEM = 64 * 1024 * 1024  # scrypt needs 128 * n * r bytes; OpenSSL's default cap is 32 MiB
 _HASH = re.compile(r"scrypt:(\d+):(\d+):(\d+):([A-Za-z0-9_-]+):([A-Za-z0-9_-]+)")
-_NAME = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
+NAME = re.compile(r"[A-Za-z0-9_.@-]{1,64}")  # a console user's name
 
 
 def hash_password(password: str, *, salt: bytes | None = None) -> str:
@@ -57,7 +57,7 @@ class Users:
             if not entry:
                 continue
             name, _, encoded = entry.partition(":")
-            if not _NAME.fullmatch(name):
+            if not NAME.fullmatch(name):
                 raise ValueError(
                     f"entry {position}: a user name is 1-64 letters, digits or _.@- "
                     "followed by `:` and its hash"

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import re
 import sys
 from typing import Any
 
 from worker.admin.common import PROG, admin_epilog
 from worker.commands import HelpFormatter
-from worker.passwords import hash_password
+from worker.passwords import NAME, hash_password
 
 MIN_PASSWORD = 12
 
@@ -34,7 +33,7 @@ def add_parser(subparsers: Any) -> None:
 
 
 def handler(_settings: Any, _client: Any, args: argparse.Namespace) -> int:
-    if not re.fullmatch(r"[A-Za-z0-9_.@-]{1,64}", args.name):
+    if not NAME.fullmatch(args.name):
         return _refuse("the name is 1-64 letters, digits or _.@-")
     if sys.stdin.isatty():
         password = getpass.getpass(f"password for {args.name}: ")
