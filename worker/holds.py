@@ -14,7 +14,7 @@ and expire holds (`levers-admin holds`).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -180,64 +180,74 @@ class Holds:
         members = _scored(
             self.client.zrange(self.keys.held_since, start, start + count - 1, withscores=True)
         )
-        if batch_key:
-            prefix = (batch_key + " ").encode()
-            members = [(m, s) for m, s in members if _bytes(m).startswith(prefix)]
-        ranks = {as_text(m): start + i for i, (m, _) in enumerate(members)}
-        read = self._read(members, reason=reason)
-        return [(ranks[f"{h.batch_key} {h.number}"], h) for h in read], start + count
-
-    def find(self, since_ms: int, contact_id: str) -> HeldContact | None:
-        """The hold of `contact_id` that began at `since_ms` (as a listed page showed it)."""
-        members = _scored(
-            self.client.zrangebyscore(self.keys.held_since, since_ms, since_ms, withscores=True)
-        )
-        return next((h for h in self._read(members) if h.contact_id == contact_id), None)
+        prefix = f"{batch_key} "
+        found = [
+            (start + i, *_member(member), since)
+            for i, (member, since) in enumerate(members)
+            if not batch_key or as_text(member).startswith(prefix)
+        ]
+        return self._load(found, reason), start + count
 
     def key_page(
         self, batch_key: str, start: int, count: int, *, reason: str = ""
     ) -> tuple[list[tuple[int, HeldContact]], int]:
         """As `page`, over one batch key's holds in the order they are released."""
-        numbers = [
-            as_text(n)
-            for n in self.client.zrange(self.keys.release(batch_key), start, start + count - 1)
-        ]
-        if not numbers:
-            return [], start + count
-        pipe = self.client.pipeline(transaction=False)
-        for number in numbers:
-            pipe.zscore(self.keys.held_since, f"{batch_key} {number}")
-        since = pipe.execute()
-        ranks = {n: start + i for i, n in enumerate(numbers)}
-        read = self._read(
-            [(f"{batch_key} {n}", s) for n, s in zip(numbers, since, strict=True)], reason=reason
+        numbers = _scored(
+            self.client.zrange(
+                self.keys.release(batch_key), start, start + count - 1, withscores=True
+            )
         )
-        return [(ranks[h.number], h) for h in read], start + count
-
-    def _read(self, members: list[tuple[Any, Any]], *, reason: str = "") -> list[HeldContact]:
-        """The holds named by index members ("<batch key> <number>", since ms), those held
-        for `reason` when given."""
         pipe = self.client.pipeline(transaction=False)
-        pairs: list[tuple[str, str, float]] = []
-        for member, since in members:
-            if since is None:
-                continue
-            key, _, number = as_text(member).rpartition(" ")
-            pairs.append((key, number, float(since)))
+        for number, _ in numbers:
+            pipe.hget(self.keys.held(batch_key), number)
+            pipe.zscore(self.keys.held_since, f"{batch_key} {as_text(number)}")
+        replies = pipe.execute() if numbers else []
+        rows = (
+            ((start + i, batch_key, as_text(number), since), value, release)
+            for i, ((number, release), value, since) in enumerate(
+                zip(numbers, replies[::2], replies[1::2], strict=True)
+            )
+        )
+        return _matching(rows, reason), start + count
+
+    def find(self, since_ms: int, contact_id: str) -> HeldContact | None:
+        """The hold of `contact_id` that began at `since_ms` (as a listed page showed it)."""
+        return next(iter(self.find_many([(since_ms, contact_id)])), None)
+
+    def find_many(self, refs: Sequence[tuple[int, str]]) -> list[HeldContact]:
+        """The holds still held of (since ms, contact id) pairs, as a listed page showed them,
+        in two round trips whatever their number."""
+        pipe = self.client.pipeline(transaction=False)
+        for since_ms, _ in refs:
+            pipe.zrangebyscore(self.keys.held_since, since_ms, since_ms, withscores=True)
+        members = [m for found in (pipe.execute() if refs else []) for m in found]
+        loaded = self._load([(0, *_member(member), since) for member, since in members], "")
+        wanted = set(refs)
+        return [h for _, h in loaded if (round(h.since * 1000), h.contact_id) in wanted]
+
+    def _load(
+        self, found: Sequence[tuple[int, str, str, Any]], reason: str
+    ) -> list[tuple[int, HeldContact]]:
+        """(rank, hold) of (rank, batch key, number, since ms) still held, and held for
+        `reason` when given: one round trip; two with a reason, whose release times are then
+        read for the matches only (a filter matching few reads little)."""
+        pipe = self.client.pipeline(transaction=False)
+        for _, key, number, _ in found:
             pipe.hget(self.keys.held(key), number)
-        values = pipe.execute() if pairs else []
+            if not reason:
+                pipe.zscore(self.keys.release(key), number)
+        replies = pipe.execute() if found else []
+        if not reason:
+            return _matching(zip(found, replies[::2], replies[1::2], strict=True), "")
         kept = [
-            (pair, as_text(value))
-            for pair, value in zip(pairs, values, strict=True)
-            if value is not None and (not reason or _reason_of(as_text(value)) == reason)
+            (row, value)
+            for row, value in zip(found, replies, strict=True)
+            if value is not None and _reason_of(as_text(value)) == reason
         ]
-        for (key, number, _), _ in kept:
+        for (_, key, number, _), _ in kept:
             pipe.zscore(self.keys.release(key), number)
         scores = pipe.execute() if kept else []
-        return [
-            _parse(key, number, value, since, score)
-            for ((key, number, since), value), score in zip(kept, scores, strict=True)
-        ]
+        return _matching(((r, v, s) for (r, v), s in zip(kept, scores, strict=True)), "")
 
     # -- operators -------------------------------------------------------------------------
 
@@ -250,28 +260,46 @@ class Holds:
         note: str = "",
     ) -> bool:
         """Release (due now) or expire one held contact; False if it is no longer held as seen."""
-        done = self._action(
-            keys=[
-                self.keys.held(held.batch_key),
-                self.keys.release(held.batch_key),
-                self.keys.releases,
-                self.keys.held_since,
-                self.keys.gauges,
-                self.keys.stats,
-                self.keys.dead,
-                self.keys.dead_index,
-            ],
-            args=[
-                time_arg(self.clock),
-                held.batch_key,
-                held.number,
-                action,
-                held.contact_id,
-                time_zone or "",
-                note,
-            ],
-        )
-        return bool(done)
+        return self.act_many([held], action, time_zone=time_zone, note=note) == 1
+
+    def act_many(
+        self,
+        chosen: Sequence[HeldContact],
+        action: Literal["release", "expire"],
+        *,
+        time_zone: str | None = None,
+        note: str = "",
+    ) -> int:
+        """Release (make due now) or expire each held contact, one atomic script call each,
+        pipelined a chunk at a time; returns how many were still held as the caller saw them."""
+        done = 0
+        for start in range(0, len(chosen), RELEASE_CHUNK):
+            pipe = self.client.pipeline(transaction=False)
+            for held in chosen[start : start + RELEASE_CHUNK]:
+                self._action(
+                    keys=[
+                        self.keys.held(held.batch_key),
+                        self.keys.release(held.batch_key),
+                        self.keys.releases,
+                        self.keys.held_since,
+                        self.keys.gauges,
+                        self.keys.stats,
+                        self.keys.dead,
+                        self.keys.dead_index,
+                    ],
+                    args=[
+                        time_arg(self.clock),
+                        held.batch_key,
+                        held.number,
+                        action,
+                        held.contact_id,
+                        time_zone or "",
+                        note,
+                    ],
+                    client=pipe,
+                )
+            done += sum(bool(reply) for reply in pipe.execute())
+        return done
 
 
 def _reason_of(value: str) -> str:
@@ -279,8 +307,26 @@ def _reason_of(value: str) -> str:
     return value.split("\n", 5)[4]
 
 
-def _bytes(value: Any) -> bytes:
-    return value if isinstance(value, bytes) else str(value).encode()
+def _member(member: Any) -> tuple[str, str]:
+    """(batch key, number) of a held:since member "<batch key> <number>"."""
+    key, _, number = as_text(member).rpartition(" ")
+    return key, number
+
+
+def _matching(
+    rows: Iterable[tuple[tuple[int, str, str, Any], Any, Any]], reason: str
+) -> list[tuple[int, HeldContact]]:
+    """((rank, batch key, number, since ms), stored hold, release score) -> (rank, hold) of
+    those still held, and held for `reason` when given (checked before anything is decoded)."""
+    found = []
+    for (rank, key, number, since), value, release in rows:
+        if value is None or since is None:
+            continue
+        text = as_text(value)
+        if reason and _reason_of(text) != reason:
+            continue
+        found.append((rank, _parse(key, number, text, float(since), release)))
+    return found
 
 
 def _scored(reply: Any) -> list[tuple[Any, float]]:

@@ -42,7 +42,7 @@ class Operations:
         time_zone: str | None = None,
     ) -> int:
         """Release (due now) or expire each chosen hold; returns how many were still held."""
-        done = sum(holds.act(held, action, time_zone=time_zone, note=note) for held in chosen)
+        done = holds.act_many(chosen, action, time_zone=time_zone, note=note)
         details: dict[str, Any] = {"done": done}
         if time_zone:
             details["time_zone"] = time_zone

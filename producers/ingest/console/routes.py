@@ -414,12 +414,8 @@ def console_router(settings: Settings, producer: Producer, metrics: IngestMetric
             zone = _text(form, "time_zone").strip() or None
             if zone and (problem := time_zone_problem(zone)):
                 raise Refused(422, problem)
-            chosen = []
-            for ref in _ids(form):
-                since, _, contact_id = ref.partition("|")
-                held = pages.holds.find(_int(since), contact_id)
-                if held is not None:
-                    chosen.append(held)
+            refs = [ref.partition("|") for ref in _ids(form)]
+            chosen = pages.holds.find_many([(_int(since), cid) for since, _, cid in refs])
             if not chosen:
                 raise Refused(404, "none of these contacts is held any more")
             target = ",".join(h.contact_id for h in chosen)
