@@ -26,7 +26,7 @@ from redis.retry import Retry
 from starlette.concurrency import run_in_threadpool
 
 from producers.api import Producer
-from producers.ingest.console.routes import console_off, console_router
+from producers.ingest.console.routes import console_off, console_routers
 from producers.ingest.contacts import contacts_router, issue
 from producers.ingest.intake import Intake
 from producers.ingest.limits import BodyLimit
@@ -159,7 +159,11 @@ def create_app(
         contacts_router(settings, intake, metrics),
         webhooks_router(webhooks, metrics),
         operations_router(intake, metrics),
-        console_router(settings, producer, metrics) if settings.console_enabled else console_off(),
+        *(
+            console_routers(settings, producer, metrics)
+            if settings.console_enabled
+            else [console_off()]
+        ),
     ]
     for router in routers:
         app.include_router(router)

@@ -70,8 +70,11 @@ def handler(settings: Settings, client: redis.Redis, args: argparse.Namespace) -
     return 0
 
 
-def status_report(settings: Settings, client: redis.Redis | None = None) -> dict[str, Any]:
-    """Everything `status` shows, as plain data (totals and reasons with zeros included)."""
+def status_report(
+    settings: Settings, client: redis.Redis | None = None, *, actions: int = 10
+) -> dict[str, Any]:
+    """Everything `status` shows, as plain data (totals and reasons with zeros included), with
+    the last `actions` operator actions. The console's overview is built on it too."""
     client = client if client is not None else connect(settings)
     keys = Keys(settings.namespace)
     buffers = Buffers(client, keys, buffer_config(settings))
@@ -125,7 +128,7 @@ def status_report(settings: Settings, client: redis.Redis | None = None) -> dict
         "totals": totals,
         "rejected": rejected,
         "dead_letters": int(client.zcard(keys.dead_index)),
-        "recent_actions": Audit(client, keys).recent(10),
+        "recent_actions": Audit(client, keys).recent(actions),
     }
 
 

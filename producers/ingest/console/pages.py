@@ -17,16 +17,13 @@ from zoneinfo import ZoneInfo
 
 import redis
 
-from worker.audit import Audit
-from worker.backlog import read_backlog, read_totals
-from worker.buffers import Buffers
+from worker.admin.status import status_report
 from worker.contacts import DEFAULT_TEMPLATE, batch_key, mask_number
 from worker.control import Control, template_of
 from worker.deadletters import DeadLetters
 from worker.holds import HeldContact, Holds
 from worker.keys import Keys
 from worker.last_error import LastError
-from worker.outbox import IN_FLIGHT_STATES
 from worker.outcomes import OutcomeStore
 from worker.policy.zones import recipient_for
 from worker.runtime import buffer_config
@@ -69,66 +66,52 @@ class Pages:
         self.client = client
         self.keys = Keys(settings.namespace)
         config = buffer_config(settings)
-        self.buffers = Buffers(client, self.keys, config)
         self.holds = Holds(client, self.keys, config)
         self.dead = DeadLetters(client, self.keys)
         self.suppression = Suppression(client, self.keys)
         self.outcomes = OutcomeStore(client, self.keys, settings.outcome_retention_seconds)
 
-    def now(self) -> float:
-        return redis_now(self.client)
-
     # -- overview ----------------------------------------------------------------------------
 
     def overview(self) -> dict[str, Any]:
-        backlog = read_backlog(self.client, self.keys)
-        now_ms = int(self.now() * 1000)
+        """`levers-admin status`'s report (one place gathers it), with what only a live page
+        needs beside it: the send rate against the limit in force, the 429 pause, the last
+        failed send, and the templates with contacts waiting."""
+        report = status_report(self.settings, self.client, actions=20)
+        now_ms = int(redis_now(self.client) * 1000)
         pipe = self.client.pipeline(transaction=False)
         pipe.zcount(self.keys.rate, now_ms - RATE_WINDOW_SECONDS * 1000, now_ms)
         pipe.zrangebyscore(self.keys.contact_rate, now_ms - 60_000, now_ms)
         pipe.pttl(self.keys.pause)
-        pipe.zcard(self.keys.dead_index)
-        pipe.hlen(self.keys.suppressed)
         pipe.hget(self.keys.adaptive, "rate")
-        requests, contact_log, pause_ms, dead, suppressed, adaptive = pipe.execute()
-        contacts_minute = sum(int(as_text(m).rpartition(":")[2] or 0) for m in contact_log)
-        pending = {s.batch_key: s for s in self.buffers.pending_status()}
-        held = {k.batch_key: k for k in self.holds.per_key()}
-        templates: dict[str, dict[str, Any]] = {}
-        for key in sorted(set(pending) | set(held)):
-            row = templates.setdefault(
-                template_of(key), {"template": template_of(key), "pending": 0, "held": 0}
-            )
-            row["pending"] += pending[key].pending if key in pending else 0
-            row["held"] += held[key].held if key in held else 0
-        paused = Control.read_paused(self.client, self.keys)
-        for template in paused:
-            templates.setdefault(template, {"template": template, "pending": 0, "held": 0})
-        totals = read_totals(self.client, self.keys)
+        requests, contact_log, pause_ms, adaptive = pipe.execute()
+        templates = {t: {"pending": 0, "held": 0} for t in report["paused"]}
+        for kind, rows in (
+            ("pending", report["pending"]),
+            ("held", report["held"]["by_batch_key"]),
+        ):
+            for row in rows:
+                waiting = templates.setdefault(
+                    template_of(row["batch_key"]), {"pending": 0, "held": 0}
+                )
+                waiting[kind] += row["contacts"]
+        batches = report["batches_in_flight"]
         return {
-            "backlog": backlog,
-            "held_by_reason": self.holds.counts(),
-            "ready_batches": backlog.batches["cut"] + backlog.batches["queued"],
+            "status": report,
+            "ready_batches": batches["cut"] + batches["queued"],
             "request_rate": requests / RATE_WINDOW_SECONDS,
             "request_limit": self.settings.max_requests_per_second,
             # With LEVERS_ADAPTIVE_RATE, the rate the senders share now (worker/ratelimit.py).
             "adaptive_limit": float(adaptive)
             if self.settings.adaptive_rate and adaptive is not None
             else None,
-            "contacts_last_minute": contacts_minute,
+            "contacts_last_minute": sum(
+                int(as_text(m).rpartition(":")[2] or 0) for m in contact_log
+            ),
             "contact_limit": self.settings.max_contacts_per_minute,
-            "pause_seconds": max(0, int(pause_ms)) / 1000 if pause_ms and pause_ms > 0 else 0,
-            "paused": paused,
+            "pause_seconds": max(0, int(pause_ms)) / 1000,
             "last_error": LastError(self.client, self.keys).read(),
-            "dead_letters": int(dead),
-            "suppressed": int(suppressed),
-            "templates": sorted(templates.values(), key=lambda r: r["template"]),
-            "totals": {
-                name: totals.get(name, 0)
-                for name in ("contacts_appended", "batches_sent", "contacts_sent", "contacts_dead")
-            },
-            "audit": Audit(self.client, self.keys).recent(20),
-            "states": IN_FLIGHT_STATES,
+            "templates": sorted(templates.items()),
         }
 
     # -- one template ------------------------------------------------------------------------
