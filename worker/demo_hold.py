@@ -22,6 +22,7 @@ from worker.holds import Holds
 from worker.keys import Keys
 from worker.runtime import buffer_config
 from worker.sandbox import Sandbox
+from worker.scripting import redis_now
 from worker.settings import Settings
 
 HELD_NUMBER = "+966559990001"
@@ -37,8 +38,7 @@ def show_a_hold(
     seconds: float = 30,
 ) -> bool:
     """Enqueue the held contact, print it held and then released; False if it was not."""
-    seconds_now, micros = client.time()  # the shared clock, as the worker's
-    not_before = seconds_now + micros / 1e6 + HOLD_SECONDS
+    not_before = redis_now(client) + HOLD_SECONDS  # the shared clock, as the worker's
     producer = Producer(settings, check_workers=False)
     try:
         contact_id = producer.enqueue_contact(
