@@ -41,6 +41,7 @@ from worker.eligibility import SEND_NOW, Hold, Verdict
 from worker.keys import Keys
 from worker.passwords import hash_password
 from worker.runtime import buffer_config
+from worker.scripting import redis_now
 from worker.settings import Settings
 
 TEMPLATES = [str(uuid.UUID(int=i + 1)) for i in range(10)]
@@ -83,7 +84,7 @@ def build(settings: Settings, client: redis.Redis, args: argparse.Namespace) -> 
         n += share
         append(buffers, n, args.pending // len(TEMPLATES), template, None)
         n += args.pending // len(TEMPLATES)
-        append(buffers, n, args.held // len(TEMPLATES), template, time.time() + 3600 + i)
+        append(buffers, n, args.held // len(TEMPLATES), template, redis_now(client) + 3600 + i)
         n += args.held // len(TEMPLATES)
         print(f"  template {i + 1}/{len(TEMPLATES)} filled ({time.perf_counter() - started:.0f} s)")
     producer.close()
